@@ -1,0 +1,24 @@
+# koopnet: Koopman-spectral parameter sweeps over recurrent rate networks.
+# The stages live in workflow/rules/; the analyses in the koopnet library (src/koopnet).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The default sweep, unless a config was given (--configfile replaces it rather than adding to it).
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/networks.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/collect.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

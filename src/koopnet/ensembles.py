@@ -1,0 +1,297 @@
+"""Random weight ensembles and input (theta) modes.
+
+Every ensemble is a function ``ensemble(n_units, rng, **params) -> W`` registered in
+:data:`ENSEMBLES`; its keyword parameters (with defaults) are the sweepable ensemble
+parameters of the workflow config. Every theta mode is registered in :data:`THETA_MODES`
+as ``mode(W, rng, **params) -> theta``. User matrices come from :func:`load_weight_file`.
+
+Conventions: ``W[i, j]`` is the weight from unit j to unit i; "gain" g scales the bulk
+spectrum so that g = 1 is the edge of the circular law (dense Gaussian entries of variance
+g^2 / N have eigenvalues filling the disc of radius g).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+__all__ = [
+    "ENSEMBLES",
+    "THETA_MODES",
+    "WeightFileError",
+    "draw_weights",
+    "draw_theta",
+    "ensemble_parameters",
+    "theta_parameters",
+    "load_weight_file",
+    "gaussian",
+    "sparse",
+    "dale",
+    "lowrank",
+    "symmetric",
+    "hebbian",
+    "feedforward",
+    "orthogonal",
+]
+
+
+def gaussian(n_units: int, rng: np.random.Generator, g: float = 1.0, mu: float = 0.0) -> np.ndarray:
+    """Dense Gaussian weights, entries N(mu / N, g^2 / N).
+
+    The bulk of the spectrum fills the disc of radius g (circular law); mu adds an outlier
+    eigenvalue near mu along the uniform mode.
+    """
+    return mu / n_units + g / np.sqrt(n_units) * rng.standard_normal((n_units, n_units))
+
+
+def sparse(n_units: int, rng: np.random.Generator, g: float = 1.0, p: float = 0.1) -> np.ndarray:
+    """Erdos-Renyi weights: each link present with probability p, nonzero weights N(0, g^2 / (N p)).
+
+    The entry variance is g^2 / N, so the spectral radius is ~g as for :func:`gaussian`.
+    """
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"sparse: density p must be in (0, 1], got {p}")
+    mask = rng.random((n_units, n_units)) < p
+    weights = g / np.sqrt(n_units * p) * rng.standard_normal((n_units, n_units))
+    return np.where(mask, weights, 0.0)
+
+
+def dale(
+    n_units: int,
+    rng: np.random.Generator,
+    g: float = 1.0,
+    f_exc: float = 0.8,
+    balanced: bool = True,
+) -> np.ndarray:
+    """Dale's law: each presynaptic unit (column) is excitatory (+) or inhibitory (-).
+
+    The first ``round(f_exc N)`` columns are excitatory. Magnitudes are |N(0, 1)| scaled so
+    that excitatory entries have variance g^2 / N; when ``balanced`` the inhibitory magnitudes
+    are scaled by f_exc / (1 - f_exc) so that the expected input to every unit is zero.
+    """
+    if not 0.0 <= f_exc <= 1.0:
+        raise ValueError(f"dale: f_exc must be in [0, 1], got {f_exc}")
+    n_exc = int(round(f_exc * n_units))
+    scale = g / np.sqrt(n_units * (1.0 - 2.0 / np.pi))  # |Z| has variance 1 - 2/pi
+    magnitude = scale * np.abs(rng.standard_normal((n_units, n_units)))
+    sign = np.where(np.arange(n_units) < n_exc, 1.0, -1.0)
+    if balanced and 0 < n_exc < n_units:
+        ratio = n_exc / (n_units - n_exc)
+        sign = np.where(sign > 0, 1.0, -ratio)
+    return magnitude * sign[None, :]
+
+
+def lowrank(
+    n_units: int,
+    rng: np.random.Generator,
+    rank: int = 1,
+    strength: float = 2.0,
+    g: float = 0.0,
+) -> np.ndarray:
+    """Rank-r structure plus Gaussian noise: W = U diag(strength) V^T + g Z / sqrt(N).
+
+    U and V have orthonormal columns drawn from the Haar measure, so the structured part has
+    exactly ``rank`` nonzero singular values, all equal to ``strength``.
+    """
+    if not 0 <= rank <= n_units:
+        raise ValueError(f"lowrank: rank must be in [0, N={n_units}], got {rank}")
+    u = _haar_columns(n_units, rank, rng)
+    v = _haar_columns(n_units, rank, rng)
+    structure = strength * u @ v.T
+    return structure + g / np.sqrt(n_units) * rng.standard_normal((n_units, n_units))
+
+
+def symmetric(n_units: int, rng: np.random.Generator, g: float = 1.0) -> np.ndarray:
+    """GOE-like symmetric weights: off-diagonal variance g^2 / N (semicircle on [-2g, 2g])."""
+    a = rng.standard_normal((n_units, n_units))
+    return g / np.sqrt(2.0 * n_units) * (a + a.T)
+
+
+def hebbian(n_units: int, rng: np.random.Generator, patterns: int = 1, g: float = 1.0) -> np.ndarray:
+    """Hopfield/Hebbian weights W = (g / N) sum_mu xi_mu xi_mu^T with zero diagonal.
+
+    ``patterns`` random +-1 patterns xi_mu are stored; their number is a learning axis.
+    """
+    xi = rng.choice(np.array([-1.0, 1.0]), size=(patterns, n_units))
+    w = g / n_units * xi.T @ xi
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
+def feedforward(
+    n_units: int, rng: np.random.Generator, g: float = 1.0, layers: int = 0
+) -> np.ndarray:
+    """Strictly lower-triangular weights, entries N(0, g^2 / N) below the diagonal.
+
+    With ``layers`` = L >= 2 the units are split into L consecutive groups of (nearly) equal
+    size and only connections from layer l to layer l + 1 are kept. ``layers`` = 0 keeps
+    every link j -> i with j < i.
+    """
+    w = g / np.sqrt(n_units) * rng.standard_normal((n_units, n_units))
+    if layers and layers >= 2:
+        layer = np.minimum(np.arange(n_units) * layers // n_units, layers - 1)
+        mask = layer[:, None] == layer[None, :] + 1
+    else:
+        mask = np.tri(n_units, k=-1, dtype=bool)
+    return np.where(mask, w, 0.0)
+
+
+def orthogonal(n_units: int, rng: np.random.Generator, g: float = 1.0) -> np.ndarray:
+    """g times a Haar-random orthogonal matrix (all singular values g, eigenvalues on |z| = g)."""
+    return g * _haar_columns(n_units, n_units, rng)
+
+
+def _haar_columns(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """n x k matrix with orthonormal columns from the Haar measure (QR with sign fix)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, max(k, 1))))
+    q = q * np.sign(np.diag(r))[None, :]
+    return q[:, :k]
+
+
+ENSEMBLES: dict[str, Callable[..., np.ndarray]] = {
+    f.__name__: f
+    for f in (gaussian, sparse, dale, lowrank, symmetric, hebbian, feedforward, orthogonal)
+}
+
+
+def _theta_zero(W, rng):
+    return np.zeros(W.shape[0])
+
+
+def _theta_constant(W, rng, theta_value: float = 0.0):
+    return np.full(W.shape[0], float(theta_value))
+
+
+def _theta_gaussian(W, rng, theta_std: float = 1.0, theta_value: float = 0.0):
+    return theta_value + theta_std * rng.standard_normal(W.shape[0])
+
+
+def _theta_centered(W, rng, theta_value: float = 0.0):
+    # theta = -W 1/2 puts the logistic's midpoint at x = 0 (an equilibrium)
+    return -0.5 * W.sum(axis=1) + theta_value
+
+
+THETA_MODES: dict[str, Callable[..., np.ndarray]] = {
+    "zero": _theta_zero,
+    "constant": _theta_constant,
+    "gaussian": _theta_gaussian,
+    "centered": _theta_centered,
+}
+
+
+def _parameters(fn: Callable, skip: int) -> dict[str, object]:
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    return {p.name: p.default for p in params}
+
+
+def ensemble_parameters(name: str) -> dict[str, object]:
+    """Sweepable parameters of ensemble ``name`` with their defaults."""
+    if name == "file":
+        return {}
+    return _parameters(ENSEMBLES[name], skip=2)
+
+
+def theta_parameters(mode: str) -> dict[str, object]:
+    """Parameters of theta mode ``mode`` with their defaults."""
+    return _parameters(THETA_MODES[mode], skip=2)
+
+
+def draw_weights(name: str, n_units: int, rng: np.random.Generator, **params) -> np.ndarray:
+    """Draw one (N, N) weight matrix from ensemble ``name`` (see :data:`ENSEMBLES`)."""
+    try:
+        fn = ENSEMBLES[name]
+    except KeyError:
+        raise ValueError(f"unknown ensemble {name!r}; expected one of {sorted(ENSEMBLES)}") from None
+    return fn(int(n_units), rng, **params)
+
+
+def draw_theta(mode: str, W: np.ndarray, rng: np.random.Generator, **params) -> np.ndarray:
+    """Input vector theta (N,) for weights W under theta mode ``mode``."""
+    try:
+        fn = THETA_MODES[mode]
+    except KeyError:
+        raise ValueError(f"unknown theta mode {mode!r}; expected one of {sorted(THETA_MODES)}") from None
+    return fn(W, rng, **params)
+
+
+class WeightFileError(ValueError):
+    """A user weight file is missing, unreadable or malformed (the message names file and problem)."""
+
+
+def load_weight_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read user weights from ``.npy``, ``.npz`` or ``.nc``.
+
+    A ``.npy`` holds W; a ``.npz`` or ``.nc`` holds ``W`` and optionally ``theta``.
+    W has shape (N, N) or (steps, N, N) (e.g. training checkpoints); theta (N,) or (steps, N).
+
+    Returns
+    -------
+    W : array, shape (steps, N, N)
+    theta : array, shape (steps, N), or None when the file has none
+
+    Raises
+    ------
+    WeightFileError
+        Naming the file and the problem (missing, unreadable, missing ``W``, wrong shape,
+        non-square, non-finite values, theta of the wrong shape).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"weight file {path}: no such file")
+    theta = None
+    try:
+        if path.suffix == ".npy":
+            W = np.load(path, allow_pickle=False)
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                if "W" not in data:
+                    raise WeightFileError(
+                        f"weight file {path}: no array named 'W' (found {sorted(data.files)})"
+                    )
+                W = data["W"]
+                theta = data["theta"] if "theta" in data else None
+        elif path.suffix == ".nc":
+            import xarray as xr
+
+            with xr.open_dataset(path) as data:
+                if "W" not in data:
+                    raise WeightFileError(
+                        f"weight file {path}: no variable named 'W' (found {sorted(data.data_vars)})"
+                    )
+                W = data["W"].values
+                theta = data["theta"].values if "theta" in data else None
+        else:
+            raise WeightFileError(f"weight file {path}: unsupported suffix {path.suffix!r} (.npy, .npz, .nc)")
+    except WeightFileError:
+        raise
+    except Exception as err:  # unreadable or corrupt files
+        raise WeightFileError(f"weight file {path}: cannot be read ({err})") from err
+
+    W = np.asarray(W)
+    if not np.issubdtype(W.dtype, np.number) or np.iscomplexobj(W):
+        raise WeightFileError(f"weight file {path}: W must be real numbers, got dtype {W.dtype}")
+    if W.ndim == 2:
+        W = W[None]
+    if W.ndim != 3 or W.shape[1] != W.shape[2] or W.shape[1] < 1:
+        raise WeightFileError(
+            f"weight file {path}: W must have shape (N, N) or (steps, N, N) with square N x N "
+            f"matrices, got {np.asarray(W).shape}"
+        )
+    if not np.all(np.isfinite(W)):
+        raise WeightFileError(f"weight file {path}: W contains NaN or inf")
+    if theta is not None:
+        theta = np.asarray(theta, dtype=float)
+        n_steps, n_units = W.shape[0], W.shape[1]
+        if theta.ndim == 1:
+            theta = np.broadcast_to(theta, (n_steps, theta.shape[0]))
+        if theta.shape != (n_steps, n_units):
+            raise WeightFileError(
+                f"weight file {path}: theta must have shape ({n_units},) or ({n_steps}, {n_units}), "
+                f"got {theta.shape}"
+            )
+        if not np.all(np.isfinite(theta)):
+            raise WeightFileError(f"weight file {path}: theta contains NaN or inf")
+    return W.astype(float), theta

@@ -1,0 +1,137 @@
+"""The workflow's stages as plain functions (no snakemake import).
+
+Each Snakemake rule's script is one call into this module, so the same code runs from a
+notebook or a test: ``run_networks`` draws a job's networks, ``run_stage`` runs one analysis
+stage on them, ``run_collect`` combines a sweep. BLAS is pinned to the job's threads
+(threadpoolctl) because Snakemake parallelises across jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import xarray as xr
+from threadpoolctl import threadpool_limits
+
+from . import io
+from .sweep import (
+    GRID_KEYS,
+    SweepPoint,
+    batch_from_dataset,
+    build_networks,
+    collect,
+    networks_dataset,
+    provenance_attrs,
+)
+
+__all__ = ["STAGES", "run_networks", "run_stage", "run_collect", "swept_keys", "stage_settings"]
+
+log = logging.getLogger("koopnet")
+
+#: stage -> list of (module, dataset function, settings class, config section, upstream stages)
+STAGES: dict[str, list[tuple[str, str, str, str, tuple[str, ...]]]] = {
+    "equilibria": [("koopnet.equilibria", "equilibria_dataset", "EquilibriumSettings", "equilibria", ())],
+    "spectra": [("koopnet.koopman", "spectra_dataset", "SpectraSettings", "spectra", ("equilibria",))],
+    "metrics": [
+        ("koopnet.dimension", "dimension_dataset", "DimensionSettings", "dimension", ("equilibria",)),
+        ("koopnet.resilience", "resilience_dataset", "ResilienceSettings", "resilience", ("equilibria",)),
+    ],
+}
+
+
+def stage_settings(settings_cls: type, section: Mapping[str, Any] | None, where: str):
+    """Build a settings dataclass from a config section, naming unknown keys."""
+    section = dict(section or {})
+    known = {f.name for f in dataclasses.fields(settings_cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+    return settings_cls(**section)
+
+
+def run_networks(point: SweepPoint, seed_indices: Sequence[int], config_seed: int, out: str | Path,
+                 threads: int = 1, base_dir: str | Path = ".") -> xr.Dataset:
+    """Draw a job's networks and write their dataset (W, theta, seeds, spectrum of W)."""
+    with threadpool_limits(threads):
+        batch, seeds = build_networks(point, seed_indices, config_seed, base_dir)
+        ds = networks_dataset(batch, seeds).assign_coords(seed=("network", list(seed_indices)))
+    io.write_dataset(ds, out)
+    log.info("%s: %d networks (N=%d) -> %s", point.id, len(batch), batch.n_units, out)
+    return ds
+
+
+def run_stage(stage: str, activation: str, networks: str | Path, upstream: Mapping[str, str | Path],
+              config: Mapping[str, Any], out: str | Path, threads: int = 1) -> xr.Dataset:
+    """Run analysis ``stage`` on a job's networks and write its dataset.
+
+    Parameters
+    ----------
+    stage : str
+        A key of :data:`STAGES`.
+    activation : str
+        The networks' activation.
+    networks : path
+        The job's networks dataset.
+    upstream : mapping
+        Paths of upstream stage datasets by stage name.
+    config : mapping
+        Workflow config (its stage sections give the settings).
+    out : path
+    threads : int
+        BLAS threads.
+    """
+    net_ds = io.open_dataset(networks)
+    batch, seeds = batch_from_dataset(net_ds, activation)
+    inputs = {name: io.open_dataset(path) for name, path in upstream.items()}
+    parts = []
+    with threadpool_limits(threads):
+        for module, func, settings_name, section, needs in STAGES[stage]:
+            mod = importlib.import_module(module)
+            settings = stage_settings(getattr(mod, settings_name), config.get(section), section)
+            kwargs = {name: inputs[name].drop_vars("seed") for name in needs}
+            parts.append(getattr(mod, func)(batch, seeds, settings, **kwargs))
+    ds = xr.merge(parts, compat="no_conflicts", join="exact", combine_attrs="drop_conflicts")
+    ds = ds.assign_coords(seed=("network", net_ds["seed"].values))
+    io.write_dataset(ds, out)
+    log.info("%s: %d networks -> %s", stage, len(batch), out)
+    return ds
+
+
+def swept_keys(sweep: Mapping[str, Any], points: Sequence[SweepPoint]) -> list[str]:
+    """Point keys that become dimensions: list-valued config keys, plus ``step`` for files."""
+    keys = [k for k in GRID_KEYS if isinstance(sweep.get(k), (list, tuple))]
+    keys += [k for k, v in (sweep.get("params") or {}).items() if isinstance(v, (list, tuple))]
+    if points and "step" in points[0].values:
+        keys.append("step")
+    return keys
+
+
+def run_collect(config: Mapping[str, Any], sweep: str, points: Sequence[SweepPoint],
+                chunk_files: Sequence[Mapping[str, str | Path]], out: str | Path) -> xr.Dataset:
+    """Combine all jobs of a sweep into ``results/<sweep>/sweep.nc``.
+
+    Parameters
+    ----------
+    chunk_files : sequence of mapping
+        For every job (aligned with ``points`` repeated per chunk), its files by stage
+        (``networks``, ``equilibria``, ``spectra``, ``metrics``).
+    """
+    parts = []
+    for point, files in zip(points, chunk_files):
+        datasets = [io.open_dataset(files[name]) for name in files]
+        merged = xr.merge(datasets, compat="no_conflicts", join="exact", combine_attrs="drop_conflicts")
+        parts.append((point, merged))
+    ds = collect(parts, swept_keys(config["sweeps"][sweep], points), provenance_attrs(_sweep_config(config, sweep), sweep))
+    io.write_dataset(ds, out)
+    return ds
+
+
+def _sweep_config(config: Mapping[str, Any], sweep: str) -> dict:
+    """The part of the config that determines a sweep's numbers (not threads, not other sweeps)."""
+    out = {k: v for k, v in config.items() if k not in ("sweeps", "threads")}
+    out["sweeps"] = {sweep: config["sweeps"][sweep]}
+    return out

@@ -1,0 +1,389 @@
+"""Parameter sweeps: grid expansion, per-network seeds, network datasets and collection.
+
+A sweep config names an ensemble, an activation, a theta mode (`theta_mode`), N and any ensemble or theta
+parameter (under ``params``); each may be a scalar or a list, and the sweep is the grid of
+the lists. Every grid point holds ``seeds`` networks, processed ``seeds_per_job`` at a time.
+
+Reproducibility: network ``k`` of a grid point is drawn from a seed derived with numpy's
+``SeedSequence`` from (config seed, the point's values except the activation, k). It does
+not depend on job order, core count, ``seeds_per_job``, or the sweep's name; leaving the
+activation out makes sweeps over activations paired (the same W under each sigma).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+import yaml
+
+from ._padding import FILL_INT
+from ._random import stable_hash_words, stage_rng
+from .activations import ACTIVATIONS
+from .ensembles import (
+    ENSEMBLES,
+    THETA_MODES,
+    draw_theta,
+    draw_weights,
+    ensemble_parameters,
+    load_weight_file,
+    theta_parameters,
+)
+from .network import NetworkBatch
+
+__all__ = [
+    "ConfigError",
+    "SweepPoint",
+    "GRID_KEYS",
+    "expand_sweep",
+    "seed_chunks",
+    "network_seed",
+    "build_networks",
+    "networks_dataset",
+    "batch_from_dataset",
+    "collect",
+    "config_hash",
+    "provenance_attrs",
+]
+
+#: Keys of a sweep that form grid axes (besides ``params`` entries and a file's ``step``).
+GRID_KEYS = ("ensemble", "activation", "theta_mode", "N")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One grid point of a sweep.
+
+    Attributes
+    ----------
+    sweep : str
+        Sweep name.
+    values : dict
+        Grid values: ensemble, activation, theta_mode, N, ensemble/theta parameters, and ``step``
+        for file ensembles.
+    id : str
+        Path-safe identifier, unique within the sweep.
+    """
+
+    sweep: str
+    values: Mapping[str, Any]
+    id: str
+
+    @property
+    def n_units(self) -> int:
+        return int(self.values["N"])
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _safe(value) -> str:
+    if isinstance(value, str) and ("/" in value or "." in value):
+        value = Path(value).stem
+    return re.sub(r"[^A-Za-z0-9.+-]", "_", str(value))
+
+
+def expand_sweep(name: str, sweep: Mapping[str, Any], base_dir: str | Path = ".") -> list[SweepPoint]:
+    """Expand a (schema-validated) sweep config into its grid points.
+
+    Checks what a JSON schema cannot: ensemble/theta parameters that no ensemble of the
+    sweep accepts, empty lists, ``seeds_per_job > seeds``, and weight files (read here so a
+    bad file fails before any job, naming the file and the problem).
+
+    Raises
+    ------
+    ConfigError
+        Naming the key, e.g. ``sweeps.gain.params.q``.
+    """
+    key = f"sweeps.{name}"
+    axes: dict[str, list] = {}
+    for k in GRID_KEYS:
+        if k not in sweep:
+            if k == "N" and _as_list(sweep.get("ensemble")) == ["file"]:
+                continue
+            raise ConfigError(f"{key}.{k}: missing")
+        axes[k] = _as_list(sweep[k])
+    params = dict(sweep.get("params") or {})
+    for k, v in params.items():
+        axes[k] = _as_list(v)
+    for k, v in axes.items():
+        where = f"{key}.params.{k}" if k in params else f"{key}.{k}"
+        if len(v) == 0:
+            raise ConfigError(f"{where}: empty list")
+        if len(set(map(_canonical, v))) != len(v):
+            raise ConfigError(f"{where}: repeated values {v}")
+    for ens in axes["ensemble"]:
+        if ens != "file" and ens not in ENSEMBLES:
+            raise ConfigError(f"{key}.ensemble: unknown ensemble {ens!r}; expected one of {sorted(ENSEMBLES) + ['file']}")
+    if "file" in axes["ensemble"] and len(axes["ensemble"]) > 1:
+        raise ConfigError(f"{key}.ensemble: 'file' cannot be swept together with random ensembles")
+    for act in axes["activation"]:
+        if act not in ACTIVATIONS:
+            raise ConfigError(f"{key}.activation: unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
+    for mode in axes["theta_mode"]:
+        if mode not in THETA_MODES:
+            raise ConfigError(f"{key}.theta_mode: unknown theta mode {mode!r}; expected one of {sorted(THETA_MODES)}")
+    for n in axes.get("N", []):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"{key}.N: must be a positive integer, got {n!r}")
+    seeds, per_job = int(sweep.get("seeds", 1)), int(sweep.get("seeds_per_job", 1))
+    if per_job > seeds:
+        raise ConfigError(f"{key}.seeds_per_job: {per_job} exceeds seeds = {seeds}")
+
+    is_file = axes["ensemble"] == ["file"]
+    for k in params:
+        accepted = [e for e in axes["ensemble"] if k in ensemble_parameters(e)]
+        accepted += [t for t in axes["theta_mode"] if k in theta_parameters(t)]
+        if is_file and k == "path":
+            continue
+        if not accepted:
+            raise ConfigError(
+                f"{key}.params.{k}: not a parameter of ensemble(s) {axes['ensemble']} "
+                f"or theta mode(s) {axes['theta']}"
+            )
+        missing = [e for e in axes["ensemble"] if not is_file and k not in ensemble_parameters(e)]
+        if missing and not any(k in theta_parameters(t) for t in axes["theta_mode"]):
+            raise ConfigError(f"{key}.params.{k}: not a parameter of ensemble(s) {missing}")
+    if is_file:
+        if "path" not in params:
+            raise ConfigError(f"{key}.params.path: the 'file' ensemble needs a weight file path")
+        if "N" in sweep:
+            raise ConfigError(f"{key}.N: leave N out for the 'file' ensemble (it comes from the file)")
+
+    names = list(axes)
+    points: list[SweepPoint] = []
+    for combo in itertools.product(*(axes[k] for k in names)):
+        values = dict(zip(names, combo))
+        if is_file:
+            path = Path(base_dir, values["path"])
+            W, _ = load_weight_file(path)  # raises WeightFileError naming the file
+            values["N"] = int(W.shape[1])
+            for step in range(W.shape[0]):
+                points.append(_point(name, {**values, "step": step}))
+        else:
+            points.append(_point(name, values))
+    ids = [p.id for p in points]
+    if len(set(ids)) != len(ids):  # sanitised values collided: fall back to indexed ids
+        points = [SweepPoint(p.sweep, p.values, f"p{i:05d}_{p.id}") for i, p in enumerate(points)]
+    return points
+
+
+def _point(sweep: str, values: dict) -> SweepPoint:
+    # e.g. gaussian_logistic_centered_N12_g2.0: categorical values bare, numbers with their key
+    parts = [_safe(values[k]) for k in ("ensemble", "activation", "theta_mode")]
+    parts += [f"{k}{_safe(v)}" for k, v in values.items() if k not in ("ensemble", "activation", "theta_mode")]
+    return SweepPoint(sweep, values, "_".join(parts))
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def seed_chunks(seeds: int, seeds_per_job: int) -> list[range]:
+    """Seed indices of each job: ``seeds`` networks in chunks of ``seeds_per_job``."""
+    return [range(s, min(s + seeds_per_job, seeds)) for s in range(0, seeds, seeds_per_job)]
+
+
+def network_seed(config_seed: int, point: SweepPoint, seed_index: int) -> int:
+    """Integer seed (63 bits) of network ``seed_index`` of ``point``.
+
+    Keyed by the config seed, the point's values except ``activation``, and the index.
+    """
+    key = {k: v for k, v in point.values.items() if k != "activation"}
+    entropy = [int(config_seed) & 0xFFFFFFFF, int(config_seed) >> 32 & 0xFFFFFFFF]
+    entropy += stable_hash_words(_canonical(key), 8) + [int(seed_index)]
+    state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
+    return int(state) & (2**63 - 1)
+
+
+def build_networks(
+    point: SweepPoint, seed_indices: Sequence[int], config_seed: int, base_dir: str | Path = "."
+) -> tuple[NetworkBatch, list[int]]:
+    """Draw (or read) the networks ``seed_indices`` of ``point``.
+
+    Returns
+    -------
+    batch : NetworkBatch
+        B = len(seed_indices) networks.
+    seeds : list of int
+        Their network seeds (every later random draw is keyed by them).
+    """
+    values = dict(point.values)
+    ensemble, mode = values.pop("ensemble"), values.pop("theta_mode")
+    values.pop("activation"), values.pop("N")
+    theta_keys = theta_parameters(mode)
+    theta_params = {k: v for k, v in values.items() if k in theta_keys}
+    seeds = [network_seed(config_seed, point, k) for k in seed_indices]
+    Ws, thetas = [], []
+    if ensemble == "file":
+        W_all, theta_all = load_weight_file(Path(base_dir, values["path"]))
+        step = values["step"]
+    for seed in seeds:
+        rng = stage_rng(seed, "network")
+        if ensemble == "file":
+            W = W_all[step]
+            theta = theta_all[step] if theta_all is not None else draw_theta(mode, W, rng, **theta_params)
+        else:
+            ens_keys = ensemble_parameters(ensemble)
+            W = draw_weights(ensemble, point.n_units, rng, **{k: v for k, v in values.items() if k in ens_keys})
+            theta = draw_theta(mode, W, rng, **theta_params)
+        Ws.append(W)
+        thetas.append(theta)
+    return NetworkBatch(np.stack(Ws), np.stack(thetas), point.values["activation"]), seeds
+
+
+def networks_dataset(batch: NetworkBatch, seeds: Sequence[int]) -> xr.Dataset:
+    """Weights, inputs, seeds and the spectrum and singular values of W.
+
+    Returns
+    -------
+    Dataset with dims (network, unit, presynaptic_unit, mode)
+    """
+    W = np.asarray(batch.W)
+    eig = np.linalg.eigvals(W)
+    order = np.lexsort((-eig.imag, -eig.real), axis=-1)  # by real part, then imaginary, descending
+    eig = np.take_along_axis(eig, order, axis=-1)
+    sv = np.linalg.svd(W, compute_uv=False)
+    return xr.Dataset(
+        {
+            "W": (("network", "unit", "presynaptic_unit"), W,
+                  {"long_name": "weight from presynaptic unit j to unit i", "units": "1"}),
+            "theta": (("network", "unit"), np.asarray(batch.theta),
+                      {"long_name": "external input theta", "units": "1"}),
+            "network_seed": (("network",), np.asarray(seeds, dtype=np.int64),
+                             {"long_name": "seed of the network's random streams", "units": "1"}),
+            "w_eigenvalues": (("network", "mode"), eig,
+                              {"long_name": "eigenvalues of W, by real part then imaginary part (descending)",
+                               "units": "1"}),
+            "w_singular_values": (("network", "mode"), sv,
+                                  {"long_name": "singular values of W (descending)", "units": "1"}),
+        }
+    )
+
+
+def batch_from_dataset(ds: xr.Dataset, activation: str) -> tuple[NetworkBatch, list[int]]:
+    """Rebuild the NetworkBatch and seeds from a :func:`networks_dataset`."""
+    return NetworkBatch(ds["W"].values, ds["theta"].values, activation), [int(s) for s in ds["network_seed"].values]
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """SHA-256 of the config in canonical JSON (key order and YAML layout do not matter)."""
+    return hashlib.sha256(_canonical(config).encode()).hexdigest()
+
+
+def provenance_attrs(config: Mapping[str, Any], sweep: str) -> dict[str, str]:
+    """Global attributes: koopnet version, the config as YAML, its hash, the sweep name."""
+    from . import __version__
+
+    return {
+        "title": f"koopnet sweep {sweep!r}",
+        "sweep": sweep,
+        "koopnet_version": __version__,
+        "config": yaml.safe_dump(_plain(config), sort_keys=True),
+        "config_hash": config_hash(config),
+        "Conventions": "CF-1.10",
+    }
+
+
+def _plain(obj):
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# --- collection ---------------------------------------------------------------------------
+
+
+def _pad_to(ds: xr.Dataset, sizes: Mapping[str, int]) -> xr.Dataset:
+    """Pad inner dimensions at their end to ``sizes`` with the documented fill values."""
+    out = {}
+    for name, var in ds.data_vars.items():
+        pad = {d: (0, sizes[d] - var.sizes[d]) for d in var.dims if d in sizes and sizes[d] > var.sizes[d]}
+        if pad:
+            fill = FILL_INT if var.dtype.kind in "iu" else (False if var.dtype.kind == "b" else np.nan)
+            data = np.pad(var.values, [pad.get(d, (0, 0)) for d in var.dims], constant_values=fill)
+            var = xr.Variable(var.dims, data, var.attrs)
+        out[name] = var
+    return xr.Dataset(out, coords=ds.coords, attrs=ds.attrs)
+
+
+def collect(
+    parts: Iterable[tuple[SweepPoint, xr.Dataset]],
+    swept: Sequence[str],
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Combine per-job datasets (dim ``network`` plus inner dims) into one sweep dataset.
+
+    Parameters
+    ----------
+    parts : iterable of (SweepPoint, Dataset)
+        Each dataset has a ``seed`` coordinate along ``network`` (renamed here to dim ``seed``).
+    swept : sequence of str
+        Point keys that become dimensions (the config's list-valued keys, plus ``step``);
+        the other point values become scalar coordinates.
+    attrs : mapping, optional
+        Global attributes (provenance).
+
+    Returns
+    -------
+    Dataset with dims (*swept, seed, inner dims...); ragged inner dims padded with NaN
+    (float/complex) or -1 (integer flags).
+    """
+    parts = list(parts)
+    sizes: dict[str, int] = {}
+    for _, ds in parts:
+        for d, n in ds.sizes.items():
+            if d != "network":
+                sizes[d] = max(sizes.get(d, 0), n)
+    pieces = []
+    for point, ds in parts:
+        ds = _pad_to(ds, sizes).swap_dims({"network": "seed"})
+        ds = ds.expand_dims({k: [point.values[k]] for k in swept})
+        pieces.append(ds)
+    combined = xr.combine_by_coords(
+        pieces, compat="no_conflicts", data_vars="all", coords="different", join="outer",
+        combine_attrs="drop_conflicts",
+    )
+    first = parts[0][0].values
+    scalars = {k: v for k, v in first.items() if k not in swept}
+    combined = combined.assign_coords({k: v for k, v in scalars.items()})
+    for k in list(swept) + list(scalars):
+        combined[k].attrs.setdefault("long_name", _COORD_NAMES.get(k, f"sweep parameter {k}"))
+        combined[k].attrs.setdefault("units", "1")
+    combined["seed"].attrs.update(long_name="network index within the grid point", units="1")
+    combined = combined.transpose(*swept, "seed", ...)
+    combined.attrs = dict(attrs or {})
+    if "network" in combined.dims:
+        raise AssertionError("collect: leftover 'network' dimension")
+    return combined
+
+
+_COORD_NAMES = {
+    "ensemble": "weight ensemble",
+    "activation": "activation function sigma",
+    "theta_mode": "input (theta) mode",
+    "N": "number of units",
+    "g": "gain",
+    "step": "checkpoint index in the weight file",
+    "path": "weight file",
+}
+
+
+def n_jobs(points: Sequence[SweepPoint], seeds: int, seeds_per_job: int) -> int:
+    """Number of per-chunk jobs of a sweep (for planning)."""
+    return len(points) * math.ceil(seeds / seeds_per_job)

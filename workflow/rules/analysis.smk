@@ -1,0 +1,54 @@
+# Per-job analyses: equilibria -> Koopman spectra and metrics (dimension, resilience).
+
+
+rule equilibria:
+    input:
+        networks=f"{CHUNK_DIR}/networks.nc",
+    output:
+        f"{CHUNK_DIR}/equilibria.nc",
+    log:
+        f"{LOG_DIR}/equilibria.log",
+    params:
+        activation=activation,
+        settings=config.get("equilibria", {}),  # rerun when the settings change
+    threads: THREADS
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/stage.py"
+
+
+rule spectra:
+    input:
+        networks=f"{CHUNK_DIR}/networks.nc",
+        equilibria=f"{CHUNK_DIR}/equilibria.nc",
+    output:
+        f"{CHUNK_DIR}/spectra.nc",
+    log:
+        f"{LOG_DIR}/spectra.log",
+    params:
+        activation=activation,
+        settings=config.get("spectra", {}),
+    threads: THREADS
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/stage.py"
+
+
+rule metrics:
+    input:
+        networks=f"{CHUNK_DIR}/networks.nc",
+        equilibria=f"{CHUNK_DIR}/equilibria.nc",
+    output:
+        f"{CHUNK_DIR}/metrics.nc",
+    log:
+        f"{LOG_DIR}/metrics.log",
+    params:
+        activation=activation,
+        settings={k: config.get(k, {}) for k in ("dimension", "resilience")},
+    threads: THREADS
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/stage.py"

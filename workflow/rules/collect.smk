@@ -1,0 +1,21 @@
+# Combine every job of a sweep into one self-describing dataset.
+
+
+localrules:
+    collect,
+
+
+rule collect:
+    input:
+        sweep_chunk_files,
+    output:
+        "results/{sweep}/sweep.nc",
+    log:
+        "logs/{sweep}/collect.log",
+    params:
+        jobs=lambda wildcards: sweep_jobs(wildcards.sweep),
+        stages=STAGE_FILES,
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/collect.py"

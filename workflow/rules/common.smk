@@ -1,0 +1,68 @@
+# Helpers shared by all rules: config validation, the sweep grid, file paths.
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from koopnet.ensembles import WeightFileError
+from koopnet.sweep import ConfigError, expand_sweep, seed_chunks
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+
+def _expand_all_sweeps():
+    grids = {}
+    for name, sweep in config["sweeps"].items():
+        try:
+            points = expand_sweep(name, sweep, base_dir=Path.cwd())
+        except (ConfigError, WeightFileError) as err:
+            raise WorkflowError(f"Invalid config: {err}") from None
+        chunks = seed_chunks(sweep.get("seeds", 1), sweep.get("seeds_per_job", 1))
+        grids[name] = ({p.id: p for p in points}, chunks)
+    return grids
+
+
+# sweep name -> ({point id: SweepPoint}, [seed index ranges, one per job])
+GRIDS = _expand_all_sweeps()
+THREADS = config.get("threads", 1)
+STAGE_FILES = ("networks", "equilibria", "spectra", "metrics")
+CHUNK_DIR = "results/{sweep}/points/{point}/chunk{chunk}"
+LOG_DIR = "logs/{sweep}/points/{point}/chunk{chunk}"
+
+
+wildcard_constraints:
+    sweep=r"[A-Za-z0-9_-]+",
+    point=r"[^/]+",
+    chunk=r"\d+",
+
+
+def sweep_point(wildcards):
+    return GRIDS[wildcards.sweep][0][wildcards.point]
+
+
+def seed_indices(wildcards):
+    return list(GRIDS[wildcards.sweep][1][int(wildcards.chunk)])
+
+
+def activation(wildcards):
+    return sweep_point(wildcards).values["activation"]
+
+
+def sweep_jobs(sweep):
+    """(point, chunk index) of every job of a sweep, in a fixed order."""
+    points, chunks = GRIDS[sweep]
+    return [(p, c) for p in points.values() for c in range(len(chunks))]
+
+
+def sweep_chunk_files(wildcards):
+    """Every job's stage files of a sweep, as a flat list (collect's input)."""
+    return [
+        f"{CHUNK_DIR}/{stage}.nc".format(sweep=wildcards.sweep, point=p.id, chunk=c)
+        for p, c in sweep_jobs(wildcards.sweep)
+        for stage in STAGE_FILES
+    ]
+
+
+def all_targets():
+    return [f"results/{name}/sweep.nc" for name in GRIDS]

@@ -1,0 +1,17 @@
+# Draw (or read) the networks of one job: a chunk of seeds of one grid point.
+
+
+rule networks:
+    output:
+        f"{CHUNK_DIR}/networks.nc",
+    log:
+        f"{LOG_DIR}/networks.log",
+    params:
+        point=sweep_point,
+        seeds=seed_indices,
+        config_seed=config["seed"],
+    threads: THREADS
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/networks.py"

@@ -1,0 +1,11 @@
+"""Rule `collect`: combine a sweep's jobs into results/<sweep>/sweep.nc."""
+import logging
+
+from koopnet.pipeline import run_collect
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)
+stages = snakemake.params.stages
+files = iter(snakemake.input)
+jobs = snakemake.params.jobs
+chunk_files = [{stage: next(files) for stage in stages} for _ in jobs]
+run_collect(snakemake.config, snakemake.wildcards.sweep, [p for p, _ in jobs], chunk_files, snakemake.output[0])
