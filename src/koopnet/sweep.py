@@ -152,7 +152,7 @@ def expand_sweep(name: str, sweep: Mapping[str, Any], base_dir: str | Path = "."
         if not accepted:
             raise ConfigError(
                 f"{key}.params.{k}: not a parameter of ensemble(s) {axes['ensemble']} "
-                f"or theta mode(s) {axes['theta']}"
+                f"or theta mode(s) {axes['theta_mode']}"
             )
         missing = [e for e in axes["ensemble"] if not is_file and k not in ensemble_parameters(e)]
         if missing and not any(k in theta_parameters(t) for t in axes["theta_mode"]):

@@ -1,0 +1,128 @@
+"""Sweep grid, per-network seeds, collection and file round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from koopnet import io
+from koopnet.sweep import (
+    ConfigError,
+    SweepPoint,
+    build_networks,
+    collect,
+    config_hash,
+    expand_sweep,
+    network_seed,
+    networks_dataset,
+    seed_chunks,
+)
+
+SWEEP = {
+    "ensemble": ["gaussian", "symmetric"],
+    "activation": ["logistic", "tanh"],
+    "theta_mode": "centered",
+    "N": [3, 5],
+    "params": {"g": [1.0, 4.0]},
+    "seeds": 5,
+    "seeds_per_job": 2,
+}
+
+
+def test_grid_is_the_product_of_the_lists():
+    points = expand_sweep("s", SWEEP)
+    assert len(points) == 2 * 2 * 2 * 2
+    assert len({p.id for p in points}) == len(points)
+    assert {p.values["theta_mode"] for p in points} == {"centered"}
+    assert points[0].id == "gaussian_logistic_centered_N3_g1.0"
+
+
+def test_seed_chunks_cover_every_seed_once():
+    chunks = seed_chunks(7, 3)
+    assert [list(c) for c in chunks] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_networks_do_not_depend_on_chunking():
+    point = expand_sweep("s", SWEEP)[3]
+    whole, seeds = build_networks(point, range(5), 11)
+    parts = [build_networks(point, c, 11) for c in seed_chunks(5, 2)]
+    np.testing.assert_array_equal(whole.W, np.concatenate([b.W for b, _ in parts]))
+    assert seeds == sum((s for _, s in parts), [])
+
+
+def test_seeds_depend_on_config_point_and_index_but_not_activation():
+    points = expand_sweep("s", SWEEP)
+    by_act = {}
+    for p in points:
+        key = tuple((k, v) for k, v in p.values.items() if k != "activation")
+        by_act.setdefault(key, []).append(p)
+    for same in by_act.values():  # logistic and tanh versions share their networks (paired design)
+        assert network_seed(1, same[0], 0) == network_seed(1, same[1], 0)
+    all_seeds = {network_seed(1, p, k) for p in points for k in range(5)}
+    assert len(all_seeds) == len(by_act) * 5
+    assert network_seed(2, points[0], 0) != network_seed(1, points[0], 0)
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"params": {"q": 1}}, "sweeps.s.params.q"),
+        ({"params": {"p": 0.1}}, "sweeps.s.params.p"),  # sparse-only parameter on gaussian/symmetric
+        ({"ensemble": []}, "sweeps.s.ensemble"),
+        ({"ensemble": "nope"}, "sweeps.s.ensemble"),
+        ({"activation": "relu"}, "sweeps.s.activation"),
+        ({"N": 0}, "sweeps.s.N"),
+        ({"seeds_per_job": 9}, "sweeps.s.seeds_per_job"),
+        ({"params": {"g": [1.0, 1.0]}}, "sweeps.s.params.g"),
+    ],
+)
+def test_invalid_sweeps_name_the_key(change, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        expand_sweep("s", {**SWEEP, **change})
+
+
+def test_file_ensemble_steps_become_points(tmp_path):
+    W = np.random.default_rng(0).standard_normal((3, 4, 4))
+    np.savez(tmp_path / "ckpt.npz", W=W, theta=np.zeros((3, 4)))
+    sweep = {"ensemble": "file", "activation": "tanh", "theta_mode": "zero", "params": {"path": "ckpt.npz"}}
+    points = expand_sweep("f", sweep, base_dir=tmp_path)
+    assert [p.values["step"] for p in points] == [0, 1, 2]
+    assert all(p.n_units == 4 for p in points)
+    batch, _ = build_networks(points[2], [0], 0, base_dir=tmp_path)
+    np.testing.assert_array_equal(batch.W[0], W[2])
+    with pytest.raises(ConfigError, match=r"sweeps\.f\.N"):
+        expand_sweep("f", {**sweep, "N": 4}, base_dir=tmp_path)
+
+
+def _part(point: SweepPoint, seeds: list[int], n_eq: int) -> xr.Dataset:
+    """A fake job dataset with a ragged inner dimension and int/float/complex variables."""
+    batch, net_seeds = build_networks(point, seeds, 0)
+    ds = networks_dataset(batch, net_seeds)
+    ds["eq_type"] = (("network", "equilibrium"), np.zeros((len(seeds), n_eq), dtype=np.int64))
+    ds["x_eq"] = (("network", "equilibrium", "unit"), np.ones((len(seeds), n_eq, point.n_units)))
+    return ds.assign_coords(seed=("network", seeds))
+
+
+def test_collect_pads_ragged_dims_and_round_trips(tmp_path):
+    points = expand_sweep("s", {**SWEEP, "activation": "tanh", "ensemble": "gaussian", "params": {"g": 2.0}})
+    parts = [(points[0], _part(points[0], [0, 1], 2)), (points[0], _part(points[0], [2], 1)),
+             (points[1], _part(points[1], [0, 1], 3)), (points[1], _part(points[1], [2], 1))]
+    ds = collect(parts, ["N"], {"config_hash": "x"})
+    assert dict(ds.sizes) == {"N": 2, "seed": 3, "unit": 5, "presynaptic_unit": 5, "mode": 5, "equilibrium": 3}
+    assert ds["g"].item() == 2.0 and ds["activation"].item() == "tanh"
+    # padding: -1 for integers, NaN for floats/complex, nothing lost
+    eq_type = ds["eq_type"].sel(N=3).values
+    np.testing.assert_array_equal(eq_type, [[0, 0, -1], [0, 0, -1], [0, -1, -1]])
+    assert np.isnan(ds["w_eigenvalues"].sel(N=3).values[:, 3:]).all()
+    expected_W = parts[2][1]["W"].values
+    np.testing.assert_array_equal(ds["W"].sel(N=5).isel(seed=[0, 1]).values, expected_W)
+    io.write_dataset(ds, tmp_path / "sweep.nc")
+    back = io.open_dataset(tmp_path / "sweep.nc")
+    xr.testing.assert_identical(back, ds)
+    assert back["w_eigenvalues"].dtype == np.complex128
+
+
+def test_config_hash_ignores_key_order():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})

@@ -1,0 +1,144 @@
+"""End to end: the Snakemake workflow on tiny configs in temporary directories.
+
+Covers config errors caught before any job, determinism across --cores and seeds_per_job,
+resuming after SIGKILL, and `snakemake --lint`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import xarray as xr
+import yaml
+
+from koopnet import io
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "seed": 7,
+    "sweeps": {
+        "tiny": {
+            "ensemble": "gaussian",
+            "activation": ["logistic", "tanh"],
+            "theta_mode": "centered",
+            "N": 3,
+            "params": {"g": [0.5, 8.0]},
+            "seeds": 4,
+            "seeds_per_job": 2,
+        }
+    },
+    "equilibria": {"n_starts": 32},
+}
+
+
+def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True, **popen):
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    if popen:
+        return subprocess.Popen(cmd, env=env, **popen)
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> xr.Dataset:
+    workdir = tmp_path_factory.mktemp("reference")
+    run_snakemake(workdir, TINY, "--cores", "2")
+    return io.open_dataset(workdir / "results" / "tiny" / "sweep.nc")
+
+
+def test_reference_dataset_is_self_describing(reference):
+    ds = reference
+    assert set(ds["activation"].values) == {"logistic", "tanh"}
+    assert ds.sizes["seed"] == 4 and ds.sizes["g"] == 2
+    for name in ("koopnet_version", "config", "config_hash"):
+        assert ds.attrs[name]
+    assert yaml.safe_load(ds.attrs["config"])["sweeps"]["tiny"]["seeds"] == 4
+    for name, var in ds.variables.items():
+        assert "long_name" in var.attrs, name
+        assert "units" in var.attrs or var.dtype.kind in "OU", name
+        if "flag_values" in var.attrs:
+            assert len(var.attrs["flag_values"]) == len(var.attrs["flag_meanings"].split())
+    assert ds["w_eigenvalues"].dtype.kind == "c"
+
+
+@pytest.mark.parametrize("cores, per_job", [("1", 2), ("2", 4)])
+def test_same_numbers_whatever_cores_and_seeds_per_job(tmp_path, reference, cores, per_job):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["sweeps"]["tiny"]["seeds_per_job"] = per_job
+    run_snakemake(tmp_path, config, "--cores", cores)
+    ds = io.open_dataset(tmp_path / "results" / "tiny" / "sweep.nc")
+    # config differs in seeds_per_job only: data and coordinates identical
+    xr.testing.assert_identical(ds.drop_attrs(), reference.drop_attrs())
+
+
+def test_resume_after_sigkill(tmp_path, reference):
+    proc = run_snakemake(tmp_path, TINY, "--cores", "2", stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    points = tmp_path / "results" / "tiny" / "points"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(points.glob("*/*/equilibria.nc"))) < 2:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "results" / "tiny" / "sweep.nc").exists()
+    run_snakemake(tmp_path, TINY, "--unlock")
+    run_snakemake(tmp_path, TINY, "--cores", "2")
+    ds = io.open_dataset(tmp_path / "results" / "tiny" / "sweep.nc")
+    xr.testing.assert_identical(ds, reference)
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"bogus": 1}, "bogus"),
+        ({"seed": "x"}, "seed"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "N": 0}}}, "N"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "N": []}}}, "N"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "ensemble": "nope"}}}, "ensemble"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "activation": "relu"}}}, "activation"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "colour": 1}}}, "colour"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "seeds_per_job": 5}}}, "sweeps.s.seeds_per_job"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "params": {"q": 1}}}}, "sweeps.s.params.q"),
+        ({"equilibria": {"n_startz": 3}}, "n_startz"),
+    ],
+)
+def test_invalid_config_fails_before_any_job(tmp_path, change, key):
+    result = run_snakemake(tmp_path, {**TINY, **change}, "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert key in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_weight_file_is_named(tmp_path):
+    import numpy as np
+
+    tmp_path.mkdir(exist_ok=True)
+    np.savez(tmp_path / "bad.npz", W=np.ones((3, 4)))
+    config = {"sweeps": {"f": {"ensemble": "file", "activation": "tanh", "theta_mode": "zero",
+                               "params": {"path": "bad.npz"}}}}
+    result = run_snakemake(tmp_path, config, "--cores", "1", check=False)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "bad.npz" in out and "square" in out
+
+
+def test_lint_is_clean():
+    result = subprocess.run([*SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
