@@ -139,13 +139,20 @@ class _Field:
 
     def __call__(self, x: np.ndarray, theta_rows: np.ndarray, bounds: np.ndarray) -> np.ndarray:
         s = self.sigma(x)
-        out = np.empty_like(x)
         # one matrix product per network over its own rows: the shape each network sees
         # depends only on its own active trajectories (bitwise batch invariance)
-        for b in range(self.B):
-            lo, hi = bounds[b], bounds[b + 1]
-            if hi > lo:
-                np.matmul(s[lo:hi], self.WT[b], out=out[lo:hi])
+        counts = np.diff(bounds)
+        if counts.size and np.all(counts == counts[0]):
+            # every network has the same number of active rows: one stacked product, which
+            # numpy evaluates as the same per-network product
+            m = int(counts[0])
+            out = np.matmul(s.reshape(self.B, m, -1), self.WT).reshape(x.shape)
+        else:
+            out = np.empty_like(x)
+            for b in range(self.B):
+                lo, hi = bounds[b], bounds[b + 1]
+                if hi > lo:
+                    np.matmul(s[lo:hi], self.WT[b], out=out[lo:hi])
         out += theta_rows
         out -= x
         return out
