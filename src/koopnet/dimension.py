@@ -658,7 +658,8 @@ def dimension_dataset(
     Returns
     -------
     xr.Dataset
-        Dims ``network`` (B) and ``singular_index`` (N). Counts are int64 with -1 where
+        Dim ``network`` (B); the singular values themselves are in the networks stage
+        (``w_singular_values``). Counts are int64 with -1 where
         undefined (then a flag says why); ``participation_ratio`` is NaN only where
         ``participation_ratio_source`` says so.
     """
@@ -678,9 +679,6 @@ def dimension_dataset(
     pr_source_attrs = flag_attrs(PRSource, "activity the participation ratio was computed from")
     att_attrs = flag_attrs(AttractorStatus, "reference attractor of the Koopman dimension")
     data = {
-        "w_singular_values": var(
-            wd.singular_values, "singular values of W, descending", dims=("network", "singular_index")
-        ),
         "w_rank": var(wd.rank.astype(np.int64), "numerical rank of W"),
         "erank": var(wd.erank, "effective rank of W (Roy-Vetterli)"),
         "stable_rank": var(wd.stable_rank, "stable rank of W (sum s^2 / s_max^2)"),
