@@ -1,0 +1,478 @@
+"""Vectorised damped Newton for the equilibria engine (private).
+
+Solves, for many starts of many networks at once, the (possibly reduced) equilibrium
+equation
+
+    F(y) = -y + A sigma(c + B y) + e = 0,        y in R^d,
+
+with A (d, N), c (N,), e (d,) per network and B either the identity (full system,
+d = N: A = W, c = 0, e = theta) or an (N, d) basis (low-rank reduction, SCIENCE.md
+section 3: A = S V^T, B = U, c = theta, e = 0).
+
+Bitwise reproducibility: every start's arithmetic depends only on its own state and its
+own network. Matrix-vector products are elementwise products reduced along the last
+(contiguous) axis, LU solves are per-matrix LAPACK calls, so neither the chunking of the
+active set nor the composition of the batch changes a start's result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import Activation
+
+__all__ = ["NewtonProblem", "StartCode", "damped_newton", "relative_residual"]
+
+
+class StartCode:
+    """Per-start outcome codes of :func:`damped_newton`."""
+
+    active = 0
+    converged = 1
+    diverged = 2
+    singular = 3
+    max_iter = 4
+    stalled = 5
+
+
+@dataclass(frozen=True)
+class NewtonProblem:
+    """F(y) = -y + A sigma(c + B y) + e for B networks (see module docstring).
+
+    Attributes
+    ----------
+    A : array, shape (B, d, N)
+    c : array, shape (B, N) or None
+        None means c = 0.
+    basis : array, shape (B, N, d) or None
+        None means the identity (d = N).
+    e : array, shape (B, d) or None
+        None means e = 0.
+    activation : Activation
+    """
+
+    A: np.ndarray
+    c: np.ndarray | None
+    basis: np.ndarray | None
+    e: np.ndarray | None
+    activation: Activation
+
+    @property
+    def dim(self) -> int:
+        return self.A.shape[1]
+
+    @property
+    def n_units(self) -> int:
+        return self.A.shape[2]
+
+    def state(self, y: np.ndarray, net: np.ndarray) -> np.ndarray:
+        """Unit state x = c + B y, shape (K, N), for reduced states y (K, d) of networks ``net``."""
+        if self.basis is None:
+            x = y
+        else:
+            x = (self.basis[net] * y[:, None, :]).sum(axis=-1)
+        if self.c is not None:
+            x = x + self.c[net]
+        return x
+
+    def residual(self, y: np.ndarray, net: np.ndarray, Ak: np.ndarray | None = None) -> np.ndarray:
+        """F(y), shape (K, d)."""
+        if Ak is None:
+            Ak = self.A[net]
+        s = self.activation.sigma(self.state(y, net))
+        F = (Ak * s[:, None, :]).sum(axis=-1) - y
+        if self.e is not None:
+            F = F + self.e[net]
+        return F
+
+    def jacobian(self, y: np.ndarray, net: np.ndarray, Ak: np.ndarray | None = None) -> np.ndarray:
+        """dF/dy = -I + A diag(sigma'(x)) B, shape (K, d, d)."""
+        if Ak is None:
+            Ak = self.A[net]
+        ds = self.activation.dsigma(self.state(y, net))
+        J = Ak * ds[:, None, :]
+        if self.basis is not None:
+            # (K, d, N) x (K, N, d) with an explicit reduction over N (no BLAS: reproducible)
+            J = (J[:, :, :, None] * self.basis[net][:, None, :, :]).sum(axis=2)
+        idx = np.arange(self.dim)
+        J[:, idx, idx] -= 1.0
+        return J
+
+
+def relative_residual(F: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """||F||_inf / (1 + ||x||_inf) along the last axis."""
+    return np.max(np.abs(F), axis=-1) / (1.0 + np.max(np.abs(x), axis=-1))
+
+
+def _solve(J: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Per-matrix solves J_k s_k = rhs_k; singular matrices give NaN rows (no exception)."""
+    try:
+        return np.linalg.solve(J, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        out = np.full_like(rhs, np.nan)
+        for k in range(J.shape[0]):  # rare fallback; each call is the same LAPACK call as above
+            try:
+                out[k] = np.linalg.solve(J[k : k + 1], rhs[k : k + 1, :, None])[0, :, 0]
+            except np.linalg.LinAlgError:
+                pass
+        return out
+
+
+def _deflation_log_gradient(y, roots, root_ok, power, shift):
+    """Gradient of log m(y), m = prod_r (||y - r||^-p + shift) (Farrell et al. 2015).
+
+    Sequential accumulation over roots (masked roots add exact zeros), so the padded
+    number of roots does not change the arithmetic. Returns (K, d) and a (K,) flag that
+    is True when y sits on a root (m undefined).
+    """
+    g = np.zeros_like(y)
+    on_root = np.zeros(y.shape[0], dtype=bool)
+    for r in range(roots.shape[1]):
+        ok = root_ok[:, r]
+        diff = y - np.where(ok[:, None], roots[:, r], 0.0)
+        d2 = (diff * diff).sum(axis=-1)
+        on_root |= ok & (d2 == 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dp = d2 ** (-0.5 * power)  # ||y - r||^-p
+            coef = -power * dp / d2 / (dp + shift)
+        coef = np.where(ok & (d2 > 0.0), coef, 0.0)
+        g = g + coef[:, None] * diff
+    return g, on_root
+
+
+def _deflation_log_m(y, roots, root_ok, power, shift):
+    """log m(y) = sum_r log(||y - r||^-p + shift), accumulated sequentially over roots."""
+    out = np.zeros(y.shape[0])
+    for r in range(roots.shape[1]):
+        ok = root_ok[:, r]
+        diff = y - np.where(ok[:, None], roots[:, r], 0.0)
+        d2 = (diff * diff).sum(axis=-1)
+        with np.errstate(divide="ignore"):
+            term = np.log(d2 ** (-0.5 * power) + shift)
+        out = out + np.where(ok, term, 0.0)
+    return out
+
+
+def damped_newton(
+    problem: NewtonProblem,
+    y0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    clip: bool,
+    tol: float,
+    max_iter: int,
+    divergence_radius: float,
+    max_backtrack: int = 12,
+    chunk_elements: int = 1 << 22,
+    deflation_roots: np.ndarray | None = None,
+    deflation_mask: np.ndarray | None = None,
+    deflation_power: float = 2.0,
+    deflation_shift: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Damped (Armijo backtracking) Newton from S starts of each of B networks.
+
+    Parameters
+    ----------
+    problem : NewtonProblem
+    y0 : array, shape (B, S, d)
+        Starts.
+    lower, upper : arrays, shape (B, d)
+        Search box; with ``clip`` every iterate is projected into it (valid when all roots
+        lie in the box, as for bounded activations).
+    clip : bool
+    tol : float
+        Convergence when the relative residual ||F||_inf / (1 + ||x||_inf) <= tol (x the unit
+        state c + B y).
+    max_iter : int
+        Newton iterations per start.
+    divergence_radius : float
+        A start diverges when ||y||_inf exceeds it or it becomes non-finite.
+    max_backtrack : int
+        Step halvings in the line search; when none satisfies Armijo the smallest is taken.
+    chunk_elements : int
+        Memory budget (float64 elements) of the (K, d, N) temporaries per chunk.
+    deflation_roots : array, shape (B, R, d), optional
+        Known roots to deflate (the search is pushed away from them).
+    deflation_mask : bool array, shape (B, R), optional
+        Which deflation roots are real (the others are padding).
+    deflation_power, deflation_shift : float
+        p and the shift of the deflation operator.
+
+    Returns
+    -------
+    y : array, shape (B, S, d)
+        Final iterates.
+    code : int8 array, shape (B, S)
+        :class:`StartCode` per start.
+    residual : array, shape (B, S)
+        Relative residual at y.
+    n_iter : int array, shape (B, S)
+        Newton steps taken.
+    """
+    B, S, d = y0.shape
+    N = problem.n_units
+    K_all = B * S
+    y = np.array(y0, dtype=float).reshape(K_all, d)
+    net_of = np.repeat(np.arange(B), S)
+    code = np.zeros(K_all, dtype=np.int8)
+    resid = np.full(K_all, np.inf)
+    n_iter = np.zeros(K_all, dtype=np.int64)
+    deflate = deflation_roots is not None and deflation_roots.shape[1] > 0
+    per_start = d * N * (1 + (problem.basis is not None) * d) + d * d
+    chunk = max(1, int(chunk_elements // max(per_start, 1)))
+    lo_all, hi_all = np.asarray(lower, float), np.asarray(upper, float)
+    width = np.maximum(np.max(hi_all - lo_all, axis=-1), 1.0)  # (B,) step cap
+
+    for _ in range(max_iter + 1):
+        active = np.flatnonzero(code == StartCode.active)
+        if active.size == 0:
+            break
+        for c0 in range(0, active.size, chunk):
+            idx = active[c0 : c0 + chunk]
+            net = net_of[idx]
+            Ak = problem.A[net]
+            yk = y[idx]
+            F = problem.residual(yk, net, Ak)
+            xk = problem.state(yk, net)
+            r = relative_residual(F, xk)
+            resid[idx] = r
+            conv = r <= tol
+            code[idx[conv]] = StartCode.converged
+            last = n_iter[idx] >= max_iter
+            code[idx[~conv & last]] = StartCode.max_iter
+            go = ~conv & ~last
+            if not go.any():
+                continue
+            idx, net, Ak, yk, F = idx[go], net[go], Ak[go], yk[go], F[go]
+            J = problem.jacobian(yk, net, Ak)
+            step = _solve(J, -F)
+            bad = ~np.all(np.isfinite(step), axis=-1)
+            if deflate:
+                g, on_root = _deflation_log_gradient(
+                    yk, deflation_roots[net], deflation_mask[net], deflation_power, deflation_shift
+                )
+                denom = 1.0 - (g * step).sum(axis=-1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    step = step / denom[:, None]
+                bad |= on_root | ~np.all(np.isfinite(step), axis=-1)
+            code[idx[bad]] = StartCode.singular
+            keep = ~bad
+            idx, net, Ak, yk, F, step = idx[keep], net[keep], Ak[keep], yk[keep], F[keep], step[keep]
+            if idx.size == 0:
+                continue
+            # cap the step at the box width, then Armijo backtracking on ||F||_2
+            norm = np.max(np.abs(step), axis=-1)
+            cap = np.minimum(1.0, width[net] / norm)
+            step = step * cap[:, None]
+            with np.errstate(divide="ignore"):
+                phi0 = 0.5 * np.log((F * F).sum(axis=-1))  # log merit: log ||F||_2 (+ log m)
+            if deflate:
+                phi0 = phi0 + _deflation_log_m(
+                    yk, deflation_roots[net], deflation_mask[net], deflation_power, deflation_shift
+                )
+            y_new = yk.copy()
+            pending = np.ones(idx.size, dtype=bool)
+            alpha = 1.0
+            for t in range(max_backtrack + 1):
+                p = np.flatnonzero(pending)
+                trial = yk[p] + alpha * step[p]
+                if clip:
+                    trial = np.clip(trial, lo_all[net[p]], hi_all[net[p]])
+                y_new[p] = trial
+                if t == max_backtrack:
+                    break
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    Ft = problem.residual(trial, net[p], Ak[p])
+                    phi = 0.5 * np.log((Ft * Ft).sum(axis=-1))
+                    if deflate:
+                        phi = phi + _deflation_log_m(
+                            trial,
+                            deflation_roots[net[p]],
+                            deflation_mask[net[p]],
+                            deflation_power,
+                            deflation_shift,
+                        )
+                ok = ~np.isnan(phi) & (phi < np.inf) & (phi <= phi0[p] + np.log1p(-1e-4 * alpha))
+                pending[p[ok]] = False
+                if not pending.any():
+                    break
+                alpha *= 0.5
+            y[idx] = y_new
+            n_iter[idx] += 1
+            div = ~np.all(np.isfinite(y_new), axis=-1) | (
+                np.max(np.abs(y_new), axis=-1) > divergence_radius
+            )
+            code[idx[div]] = StartCode.diverged
+    code[code == StartCode.active] = StartCode.max_iter
+    return y.reshape(B, S, d), code.reshape(B, S), resid.reshape(B, S), n_iter.reshape(B, S)
+
+
+def dogleg_newton(
+    problem: NewtonProblem,
+    y0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    tol: float,
+    max_iter: int,
+    divergence_radius: float,
+    initial_radius: float = 1.0,
+    stall_window: int = 10,
+    chunk_elements: int = 1 << 22,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Newton with a Powell dogleg trust region on ||F||_2^2, vectorised over starts and networks.
+
+    Each step is the Newton step when it fits in the trust region, otherwise the dogleg
+    path between the Cauchy (steepest-descent) point and the Newton point; the radius adapts
+    per start to the ratio of actual to predicted decrease (as MINPACK's ``hybrj`` but with
+    exact Jacobians). A rejected step reuses the factorised quantities.
+
+    Parameters
+    ----------
+    problem : NewtonProblem
+    y0 : array, shape (B, S, d)
+    lower, upper : arrays, shape (B, d)
+        Start box (sets the maximum trust radius, 2 sqrt(d) x its widest side).
+    tol : float
+        Convergence when ||F||_inf / (1 + ||x||_inf) <= tol.
+    max_iter : int
+        Trial steps per start (accepted or not).
+    divergence_radius : float
+        ||y||_inf beyond which (or non-finite) a start is declared diverged.
+    initial_radius : float
+        Initial trust radius per unit of sqrt(d) (state units).
+    stall_window : int
+        A start stalls (leaves with code ``stalled``) when ||F||_2 has not dropped by 10 %
+        within this many trial steps (typically a local minimum of ||F||).
+    chunk_elements : int
+        Memory budget (float64 elements) of per-chunk temporaries.
+
+    Returns
+    -------
+    y, code, residual, n_iter : as :func:`damped_newton`.
+    """
+    B, S, d = y0.shape
+    N = problem.n_units
+    K_all = B * S
+    y = np.array(y0, dtype=float).reshape(K_all, d)
+    net_of = np.repeat(np.arange(B), S)
+    code = np.zeros(K_all, dtype=np.int8)
+    resid = np.full(K_all, np.inf)
+    n_iter = np.zeros(K_all, dtype=np.int64)
+    width = np.maximum(np.max(np.asarray(upper, float) - np.asarray(lower, float), axis=-1), 1.0)
+    delta_max = 2.0 * np.sqrt(d) * width[net_of]
+    radius = np.minimum(initial_radius * np.sqrt(d), delta_max)
+    F = np.zeros((K_all, d))
+    have_F = np.zeros(K_all, dtype=bool)
+    cached = np.zeros(K_all, dtype=bool)
+    dN = np.zeros((K_all, d))  # Newton step
+    dC = np.zeros((K_all, d))  # Cauchy step
+    JdC = np.zeros((K_all, d))  # J @ dC
+    phi_ref = np.full(K_all, np.inf)  # ||F||^2 at the last 10 % improvement
+    last_improved = np.zeros(K_all, dtype=np.int64)
+    per_start = d * N * (1 + (problem.basis is not None) * d) + 3 * d * d
+    chunk = max(1, int(chunk_elements // max(per_start, 1)))
+
+    for _ in range(max_iter + 1):
+        active = np.flatnonzero(code == StartCode.active)
+        if active.size == 0:
+            break
+        for c0 in range(0, active.size, chunk):
+            idx = active[c0 : c0 + chunk]
+            net = net_of[idx]
+            Ak = problem.A[net]
+            need = ~have_F[idx]
+            if need.any():
+                i2 = idx[need]
+                F[i2] = problem.residual(y[i2], net[need], Ak[need])
+                have_F[i2] = True
+            yk, Fk = y[idx], F[idx]
+            r = relative_residual(Fk, problem.state(yk, net))
+            resid[idx] = r
+            conv = r <= tol
+            code[idx[conv]] = StartCode.converged
+            last = n_iter[idx] >= max_iter
+            code[idx[~conv & last]] = StartCode.max_iter
+            go = ~conv & ~last
+            idx, net, Ak, yk, Fk = idx[go], net[go], Ak[go], yk[go], Fk[go]
+            if idx.size == 0:
+                continue
+            # Newton and Cauchy steps for starts whose point moved
+            new = ~cached[idx]
+            if new.any():
+                i2 = idx[new]
+                J = problem.jacobian(yk[new], net[new], Ak[new])
+                Fn = Fk[new]
+                step = _solve(J, -Fn)
+                g = (J * Fn[:, :, None]).sum(axis=1)  # J^T F
+                Jg = (J * g[:, None, :]).sum(axis=-1)
+                gg = (g * g).sum(axis=-1)
+                JgJg = (Jg * Jg).sum(axis=-1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    t = gg / JgJg
+                t = np.where(JgJg > 0, t, 0.0)
+                dN[i2], dC[i2], JdC[i2] = step, -t[:, None] * g, -t[:, None] * Jg
+                cached[i2] = True
+                bad = ~np.all(np.isfinite(step), axis=-1)
+                code[i2[bad]] = StartCode.singular
+                keep = code[idx] == StartCode.active
+                idx, net, Ak, yk, Fk = idx[keep], net[keep], Ak[keep], yk[keep], Fk[keep]
+                if idx.size == 0:
+                    continue
+            sN, sC, jC = dN[idx], dC[idx], JdC[idx]
+            Delta = radius[idx]
+            nN = np.sqrt((sN * sN).sum(axis=-1))
+            nC = np.sqrt((sC * sC).sum(axis=-1))
+            # dogleg: step = sC + tau (sN - sC), J step = jC + tau (-F - jC)
+            diff = sN - sC
+            a = (diff * diff).sum(axis=-1)
+            bq = 2.0 * (sC * diff).sum(axis=-1)
+            cq = nC * nC - Delta * Delta
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tau = (-bq + np.sqrt(np.maximum(bq * bq - 4.0 * a * cq, 0.0))) / (2.0 * a)
+                tau = np.where(a > 0, np.clip(tau, 0.0, 1.0), 1.0)
+                scaleC = np.where(nC > 0, Delta / nC, 0.0)
+            newton = nN <= Delta
+            cauchy = ~newton & (nC >= Delta)
+            mix = ~newton & ~cauchy
+            tau_eff = np.where(newton, 1.0, np.where(mix, tau, 0.0))
+            sc = np.where(cauchy, scaleC, 1.0)
+            step = sc[:, None] * (sC + tau_eff[:, None] * diff)
+            Jstep = sc[:, None] * (jC + tau_eff[:, None] * (-Fk - jC))
+            lin = Fk + Jstep
+            phi = (Fk * Fk).sum(axis=-1)
+            pred = phi - (lin * lin).sum(axis=-1)
+            trial = yk + step
+            with np.errstate(over="ignore", invalid="ignore"):
+                Ft = problem.residual(trial, net, Ak)
+                phit = (Ft * Ft).sum(axis=-1)
+                rho = (phi - phit) / pred
+            rho = np.where(np.isfinite(rho) & (pred > 0), rho, -1.0)
+            acc = rho > 1e-4
+            ns = np.sqrt((step * step).sum(axis=-1))
+            Delta = np.where(rho < 0.25, 0.25 * ns, Delta)
+            grow = (rho > 0.75) & (ns >= 0.99 * radius[idx])
+            Delta = np.where(grow, np.minimum(2.0 * Delta, delta_max[idx]), Delta)
+            radius[idx] = Delta
+            ia = idx[acc]
+            y[ia] = trial[acc]
+            F[ia] = Ft[acc]
+            cached[ia] = False
+            n_iter[idx] += 1
+            improved = acc & (phit < 0.81 * phi_ref[idx])
+            ii = idx[improved]
+            phi_ref[ii] = phit[improved]
+            last_improved[ii] = n_iter[ii]
+            div = acc & (
+                ~np.all(np.isfinite(trial), axis=-1)
+                | (np.max(np.abs(trial), axis=-1) > divergence_radius)
+            )
+            code[idx[div]] = StartCode.diverged
+            tiny = ~acc & (Delta <= 1e-13 * (1.0 + np.max(np.abs(yk), axis=-1)))
+            stalled = tiny | (n_iter[idx] - last_improved[idx] >= stall_window)
+            code[idx[stalled & ~div]] = StartCode.stalled
+    code[code == StartCode.active] = StartCode.max_iter
+    return y.reshape(B, S, d), code.reshape(B, S), resid.reshape(B, S), n_iter.reshape(B, S)

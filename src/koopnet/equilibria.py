@@ -1,0 +1,862 @@
+"""Equilibria engine: find, refine, classify and count the fixed points of rate networks.
+
+Equilibria of dx/dt = f(x) = -x + W sigma(x) + theta solve x* = theta + W sigma(x*)
+(SCIENCE.md section 3). The engine uses exact paths where theory gives the answer and a
+vectorised damped-Newton search with a completeness estimate elsewhere:
+
+* ``linear`` activation: f is affine, one linear solve of (W/4 - I) x = -(W 1/2 + theta),
+  or the status ``singular`` when W/4 - I is (numerically) singular.
+* feedforward W (the support of W is the adjacency of a directed acyclic graph, e.g.
+  strictly lower-triangular): forward substitution, done as N Picard sweeps
+  x <- theta + W sigma(x), which are exact after depth-of-the-graph sweeps. Whatever
+  sigma, the triangular system has exactly one solution and its Jacobian is (permuted)
+  lower-triangular with diagonal -1, so every eigenvalue is exactly -1 (a defective,
+  Jordan-type spectrum reported as -1, not as LAPACK's perturbed values). For the
+  unbounded ``cubic`` activation the equilibrium still exists and is unique and locally
+  stable, but it is not globally attracting (trajectories can escape) and its coordinates
+  grow like a tower of cubes with depth; when they overflow float64 the status is
+  ``overflow`` and no equilibrium is reported.
+* N = 1 with a polynomial activation: the real roots of p(x) = -x + w sigma(x) + theta.
+* low-rank W = U S V^T (numerical rank r <= ``lowrank_max_fraction`` N): Newton on the
+  exact r-dimensional reduction x* = theta + U kappa, kappa = S V^T sigma(theta + U kappa),
+  followed by refinement in the full N-dimensional system.
+* otherwise (``newton``): damped Newton from ``n_starts`` starts in the search box, vectorised
+  over starts and networks; optional deflation (Farrell, Birkisson & Funke, SIAM J. Sci.
+  Comput. 2015) to push on from the roots already found.
+
+Completeness is reported, never claimed: the number found, the Chao1 estimate of the
+total from how many starts landed on each equilibrium (with its standard error), the
+fraction of converged starts, and the contraction certificate ||W||_2 Lip(sigma) < 1 that
+proves uniqueness.
+
+Per-network results are bitwise identical whether a network is analysed alone or in a
+batch: starts come from :func:`koopnet._random.stage_rng` (stage ``"equilibria"``), and all
+arithmetic on a network's starts is per-start (see :mod:`koopnet._equilibria_newton`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from ._equilibria_newton import (
+    NewtonProblem,
+    StartCode,
+    _solve,
+    damped_newton,
+    dogleg_newton,
+    relative_residual,
+)
+from ._flags import STABLE_TYPES, EquilibriumType, flag_attrs
+from ._padding import pad_stack
+from ._random import stage_rng
+from .activations import Activation
+from .network import Network, NetworkBatch
+
+__all__ = [
+    "EquilibriumMethod",
+    "EquilibriumStatus",
+    "EquilibriumSettings",
+    "Equilibria",
+    "find_equilibria",
+    "find_equilibria_batch",
+    "equilibria_dataset",
+    "search_box",
+    "contraction_certificate",
+    "is_feedforward",
+    "numerical_rank",
+    "classify_equilibrium",
+    "chao1",
+]
+
+STAGE = "equilibria"
+
+
+class EquilibriumMethod(IntEnum):
+    """How the equilibria of a network were obtained."""
+
+    newton = 0
+    linear = 1
+    feedforward = 2
+    polynomial = 3
+    lowrank = 4
+
+
+class EquilibriumStatus(IntEnum):
+    """Outcome of the equilibrium search of one network.
+
+    ``ok``: at least one equilibrium, all refined to tolerance. ``singular``: linear network
+    whose W/4 - I is singular (no isolated equilibrium), or N = 1 polynomial that vanishes
+    identically. ``no_convergence``: no start converged (bounded activations always have an
+    equilibrium, so this is a failure). ``unrefined``: some equilibrium could not be refined
+    to ``tol_residual`` (typically a non-hyperbolic, multiple root). ``overflow``: the exact
+    equilibrium is not representable in float64 (feedforward cubic networks). ``no_equilibrium``:
+    exact path proves there is none (N = 1 polynomial without real root, affine 1-D constant).
+    """
+
+    ok = 0
+    singular = 1
+    no_convergence = 2
+    unrefined = 3
+    overflow = 4
+    no_equilibrium = 5
+
+
+@dataclass(frozen=True)
+class EquilibriumSettings:
+    """Settings of the ``equilibria`` stage (the keys of its config section).
+
+    Attributes
+    ----------
+    n_starts : int
+        Newton starts per network, drawn uniformly in the search box.
+    max_iter : int
+        Maximum damped-Newton iterations per start.
+    tol_residual : float
+        Convergence and refinement tolerance on the relative residual ||f(x)||_inf / (1 + ||x||_inf).
+    dedup_rtol : float
+        Two solutions are one equilibrium when ||x1 - x2||_inf <= dedup_rtol (1 + ||x1||_inf).
+    box_halfwidth : float
+        Half-width of the start box theta +- box_halfwidth for unbounded activations (state units).
+    divergence_radius : float
+        A start diverges when ||x||_inf exceeds this (state units); unbounded activations only.
+    initial_radius : float
+        Initial trust radius of the dogleg Newton search, per sqrt(dimension) (state units).
+    stall_window : int
+        A start is abandoned when ||f||_2 has not dropped by 10 % within this many steps.
+    max_backtrack : int
+        Step halvings in the Armijo line search of the deflated Newton rounds.
+    deflation_rounds : int
+        Rounds of deflated Newton after the plain search (0 disables deflation).
+    deflation_starts : int
+        Starts (the first of the ``n_starts``) used in each deflation round.
+    deflation_power : float
+        Power p of the deflation operator prod_r (||x - r||^-p + shift).
+    deflation_shift : float
+        Shift of the deflation operator.
+    exact_paths : bool
+        Use the exact linear / feedforward / polynomial / low-rank paths when they apply.
+    lowrank_max_fraction : float
+        Use the low-rank reduction when the numerical rank r of W satisfies r <= fraction * N.
+    rank_rtol : float
+        Singular values <= rank_rtol * s_max count as zero (rank of W, singularity of W/4 - I).
+    hyperbolic_tol : float
+        Eigenvalues with |Re lambda| <= hyperbolic_tol (1/time units) make an equilibrium non-hyperbolic.
+    n_polish : int
+        Maximum full Newton steps used to refine each equilibrium after deduplication.
+    chunk_elements : int
+        Memory budget (float64 elements) of per-chunk Newton temporaries.
+    """
+
+    n_starts: int = 256
+    max_iter: int = 80
+    tol_residual: float = 1e-10
+    dedup_rtol: float = 1e-6
+    box_halfwidth: float = 10.0
+    divergence_radius: float = 1e8
+    initial_radius: float = 1.0
+    stall_window: int = 8
+    max_backtrack: int = 12
+    deflation_rounds: int = 0
+    deflation_starts: int = 32
+    deflation_power: float = 2.0
+    deflation_shift: float = 1.0
+    exact_paths: bool = True
+    lowrank_max_fraction: float = 0.5
+    rank_rtol: float = 1e-10
+    hyperbolic_tol: float = 1e-8
+    n_polish: int = 4
+    chunk_elements: int = 1 << 22
+
+
+@dataclass(frozen=True, eq=False)
+class Equilibria:
+    """Equilibria of one network (E found), ordered deterministically.
+
+    Order: stable equilibria first, then by number of unstable directions ascending, then
+    by hits descending, then lexicographically by coordinates. Eigenvalues of each
+    equilibrium are sorted by real part descending, then imaginary part descending.
+
+    Attributes
+    ----------
+    x : array, shape (E, N)
+        Coordinates (state units).
+    residual : array, shape (E,)
+        Relative residual ||f(x)||_inf / (1 + ||x||_inf).
+    jacobian_eigenvalues : complex array, shape (E, N)
+        Eigenvalues of J(x) = -I + W diag(sigma'(x)) (1/time units).
+    eq_type : int8 array, shape (E,)
+        :class:`koopnet._flags.EquilibriumType` codes.
+    n_unstable_dims : int array, shape (E,)
+        Eigenvalues with Re > hyperbolic_tol.
+    hits : int array, shape (E,)
+        Search starts that converged to the equilibrium (0 for exact paths and deflation finds).
+    n_starts, n_converged : int
+        Starts used and starts converged (0, 0 for exact paths).
+    n_estimate, n_estimate_se : float
+        Estimated total number of equilibria (Chao1, bias-corrected) and its standard error;
+        exact count and 0 for exact paths and contraction-certified networks.
+    contraction_certified : bool
+        ||W||_2 Lip(sigma) < 1: exactly one, globally stable equilibrium.
+    method : EquilibriumMethod
+    status : EquilibriumStatus
+    rank : int
+        Numerical rank of W (the reduced dimension for ``lowrank``).
+    """
+
+    x: np.ndarray
+    residual: np.ndarray
+    jacobian_eigenvalues: np.ndarray
+    eq_type: np.ndarray
+    n_unstable_dims: np.ndarray
+    hits: np.ndarray
+    n_starts: int
+    n_converged: int
+    n_estimate: float
+    n_estimate_se: float
+    contraction_certified: bool
+    method: EquilibriumMethod
+    status: EquilibriumStatus
+    rank: int = field(default=-1)
+
+    @property
+    def n_equilibria(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def n_stable(self) -> int:
+        return int(np.isin(self.eq_type, [int(t) for t in STABLE_TYPES]).sum())
+
+    @property
+    def fraction_converged(self) -> float:
+        """Converged fraction of the starts (1 for a successful exact path, 0 if it failed)."""
+        if self.n_starts == 0:
+            return 1.0 if self.status == EquilibriumStatus.ok else 0.0
+        return self.n_converged / self.n_starts
+
+    @property
+    def stable(self) -> np.ndarray:
+        """Boolean mask (E,) of stable equilibria."""
+        return np.isin(self.eq_type, [int(t) for t in STABLE_TYPES])
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def search_box(
+    W: np.ndarray, theta: np.ndarray, activation: Activation, halfwidth: float = 10.0
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Box containing every equilibrium (bounded sigma) or the configured start box.
+
+    For sigma with range [a, b] every equilibrium satisfies
+    x_i in theta_i + [sum_j min(a W_ij, b W_ij), sum_j max(a W_ij, b W_ij)] (SCIENCE.md
+    section 3: logistic and tanh boxes). Unbounded sigma: theta +- halfwidth.
+
+    Parameters
+    ----------
+    W : array, shape (..., N, N)
+    theta : array, shape (..., N)
+    activation : Activation
+    halfwidth : float
+
+    Returns
+    -------
+    lower, upper : arrays, shape (..., N)
+    exact : bool
+        True when the box provably contains every equilibrium.
+    """
+    if activation.bounds is None:
+        return theta - halfwidth, theta + halfwidth, False
+    a, b = activation.bounds
+    lo = np.minimum(a * W, b * W).sum(axis=-1)
+    hi = np.maximum(a * W, b * W).sum(axis=-1)
+    return theta + lo, theta + hi, True
+
+
+def contraction_certificate(W: np.ndarray, activation: Activation) -> np.ndarray:
+    """||W||_2 Lip(sigma) < 1 for each W of shape (..., N, N): a unique, globally stable equilibrium."""
+    if not np.isfinite(activation.lipschitz):
+        return np.zeros(W.shape[:-2], dtype=bool)
+    s = np.linalg.svd(W, compute_uv=False)
+    return s[..., 0] * activation.lipschitz < 1.0
+
+
+def is_feedforward(W: np.ndarray) -> np.ndarray:
+    """True where the support of W is acyclic (W nilpotent by pattern, no self-loops).
+
+    Parameters
+    ----------
+    W : array, shape (..., N, N)
+
+    Returns
+    -------
+    bool array, shape (...)
+    """
+    P = (W != 0).astype(float)
+    N = W.shape[-1]
+    for _ in range(int(np.ceil(np.log2(max(N, 2))))):  # P^(2^k), 2^k >= N
+        P = (P @ P > 0).astype(float)
+    return ~P.any(axis=(-2, -1))
+
+
+def numerical_rank(W: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
+    """Number of singular values of W (..., N, N) above rtol * s_max (0 for W = 0)."""
+    s = np.linalg.svd(W, compute_uv=False)
+    return (s > rtol * s[..., :1]).sum(axis=-1)
+
+
+def _sort_eigenvalues(ev: np.ndarray) -> np.ndarray:
+    order = np.lexsort((-ev.imag, -ev.real), axis=-1)
+    return np.take_along_axis(ev, order, axis=-1)
+
+
+def classify_equilibrium(eigenvalues: np.ndarray, tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """Type and number of unstable directions from sorted Jacobian eigenvalues.
+
+    Parameters
+    ----------
+    eigenvalues : complex array, shape (..., N)
+        Sorted by real part descending.
+    tol : float
+        |Re lambda| <= tol counts as zero (non-hyperbolic).
+
+    Returns
+    -------
+    eq_type : int8 array, shape (...)
+        Stable/unstable *focus* when the eigenvalue that dominates the approach (largest real
+        part for stable, smallest for unstable) is complex, *node* otherwise; ``saddle`` when
+        there are both stable and unstable directions.
+    n_unstable_dims : int array, shape (...)
+    """
+    re, im = eigenvalues.real, eigenvalues.imag
+    n_unst = (re > tol).sum(axis=-1)
+    n_stab = (re < -tol).sum(axis=-1)
+    n = eigenvalues.shape[-1]
+    t = np.full(eigenvalues.shape[:-1], int(EquilibriumType.non_hyperbolic), dtype=np.int8)
+    lead_cplx = np.abs(im[..., 0]) > tol
+    trail_cplx = np.abs(im[..., -1]) > tol
+    stable = n_stab == n
+    unstable = n_unst == n
+    t[stable] = np.where(lead_cplx[stable], EquilibriumType.stable_focus, EquilibriumType.stable_node)
+    t[unstable] = np.where(
+        trail_cplx[unstable], EquilibriumType.unstable_focus, EquilibriumType.unstable_node
+    )
+    t[(n_unst > 0) & (n_stab > 0) & (n_unst + n_stab == n)] = EquilibriumType.saddle
+    return t, n_unst
+
+
+def chao1(hits: np.ndarray, n_observed: int) -> tuple[float, float]:
+    """Bias-corrected Chao1 estimate of the number of equilibria and its standard error.
+
+    Parameters
+    ----------
+    hits : int array, shape (E,)
+        Starts that landed on each equilibrium (0 for ones found otherwise, e.g. deflation).
+    n_observed : int
+        Equilibria found (>= number with hits > 0).
+
+    Returns
+    -------
+    estimate, standard_error : float
+        S = S_obs + (n-1)/n f1 (f1 - 1) / (2 (f2 + 1)), n = sum(hits), with Chao's variance
+        (Chao 1987; bias-corrected form as in EstimateS).
+    """
+    hits = np.asarray(hits)
+    n = int(hits.sum())
+    f1 = float((hits == 1).sum())
+    f2 = float((hits == 2).sum())
+    if n == 0:
+        return float(n_observed), 0.0
+    a = (n - 1) / n
+    est = n_observed + a * f1 * (f1 - 1.0) / (2.0 * (f2 + 1.0))
+    if f1 == 0:
+        return float(est), 0.0
+    if f2 > 0:
+        q = f1 / f2
+        var = f2 * (a * q**2 / 2.0 + a**2 * q**3 + a**2 * q**4 / 4.0)
+    else:
+        var = a * f1 * (f1 - 1.0) / 2.0 + a**2 * f1 * (2.0 * f1 - 1.0) ** 2 / 4.0
+        var -= a**2 * f1**4 / (4.0 * est)
+    return float(est), float(np.sqrt(max(var, 0.0)))
+
+
+def _dedup(points: np.ndarray, ok: np.ndarray, rtol: float) -> np.ndarray:
+    """Leader clustering of points (B, M, d) where ok (B, M): label = index of its leader, -1 if not ok.
+
+    The leader of a cluster is its first (lowest-index) member; a point joins when
+    ||p - leader||_inf <= rtol (1 + ||leader||_inf). Iterations = most clusters in a network.
+    """
+    B, M, _ = points.shape
+    label = np.full((B, M), -1, dtype=np.int64)
+    pending = ok.copy()
+    while True:
+        nets = np.flatnonzero(pending.any(axis=1))
+        if nets.size == 0:
+            return label
+        first = np.argmax(pending[nets], axis=1)
+        lead = points[nets, first]  # (b, d)
+        dist = np.max(np.abs(points[nets] - lead[:, None, :]), axis=-1)
+        scale = rtol * (1.0 + np.max(np.abs(lead), axis=-1))
+        join = pending[nets] & (dist <= scale[:, None])
+        join[np.arange(nets.size), first] = True
+        sub = label[nets]
+        sub[join] = np.broadcast_to(first[:, None], join.shape)[join]
+        label[nets] = sub
+        pend = pending[nets]
+        pend[join] = False
+        pending[nets] = pend
+
+
+def _draw_unit_starts(seeds: Sequence[int], n_starts: int, dim: int) -> np.ndarray:
+    """Uniform [0, 1) draws (B, S, dim) from each network's ``equilibria`` stream."""
+    return np.stack([stage_rng(int(s), STAGE).random((n_starts, dim)) for s in seeds])
+
+
+def _full_problem(W: np.ndarray, theta: np.ndarray, act: Activation) -> NewtonProblem:
+    return NewtonProblem(A=W, c=None, basis=None, e=theta, activation=act)
+
+
+def _polish(problem: NewtonProblem, x: np.ndarray, net: np.ndarray, n_steps: int):
+    """Undamped Newton refinement of equilibria x (K, N) of networks ``net``.
+
+    Steps are taken while they lower the relative residual (at most ``n_steps``), so
+    equilibria end near machine precision, not just below the convergence tolerance.
+    """
+    x = x.copy()
+    F = problem.residual(x, net)
+    res = relative_residual(F, x)
+    todo = np.flatnonzero(np.isfinite(res) & (res > 0))
+    for _ in range(n_steps):
+        if todo.size == 0:
+            break
+        if todo.size == 0:
+            break
+        J = problem.jacobian(x[todo], net[todo])
+        step = _solve(J, -F[todo])
+        trial = x[todo] + step
+        with np.errstate(over="ignore", invalid="ignore"):
+            Ft = problem.residual(trial, net[todo])
+            rt = relative_residual(Ft, trial)
+        better = np.isfinite(rt) & (rt < res[todo])
+        x[todo[better]] = trial[better]
+        F[todo[better]] = Ft[better]
+        res[todo[better]] = rt[better]
+        todo = todo[better & (rt > 0)]
+    return x, res
+
+
+# ------------------------------------------------------------------------ method paths
+
+
+@dataclass
+class _Found:
+    """Raw per-network result of one method path, before refinement and classification."""
+
+    x: np.ndarray  # (E, N)
+    hits: np.ndarray  # (E,)
+    n_starts: int = 0
+    n_converged: int = 0
+    status: EquilibriumStatus = EquilibriumStatus.ok
+    exact_count: bool = False
+    eig_minus_one: bool = False  # feedforward: spectrum exactly -1
+
+
+def _linear_path(W, theta, settings):
+    B, N, _ = W.shape
+    A = 0.25 * W - np.eye(N)
+    b = 0.5 * W.sum(axis=-1) + theta
+    s = np.linalg.svd(A, compute_uv=False)
+    singular = s[:, -1] <= settings.rank_rtol * s[:, 0]
+    out = []
+    for k in range(B):
+        if singular[k]:
+            out.append(_Found(np.zeros((0, N)), np.zeros(0, np.int64), status=EquilibriumStatus.singular))
+        else:
+            x = np.linalg.solve(A[k : k + 1], -b[k : k + 1, :, None])[0, :, 0]
+            out.append(_Found(x[None], np.zeros(1, np.int64), exact_count=True))
+    return out
+
+
+def _feedforward_path(W, theta, act):
+    B, N, _ = W.shape
+    x = theta.copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(N):  # exact after (depth of the DAG) <= N sweeps
+            x = theta + (W * act.sigma(x)[:, None, :]).sum(axis=-1)
+    out = []
+    for k in range(B):
+        if np.all(np.isfinite(x[k])):
+            out.append(_Found(x[k][None], np.zeros(1, np.int64), exact_count=True, eig_minus_one=True))
+        else:
+            out.append(_Found(np.zeros((0, N)), np.zeros(0, np.int64), status=EquilibriumStatus.overflow))
+    return out
+
+
+def _polynomial_path(W, theta, act, settings):
+    """N = 1: real roots of p(x) = (w c0 + theta) + (w c1 - 1) x + w c2 x^2 + w c3 x^3."""
+    B = W.shape[0]
+    coef = np.zeros((B, 4))
+    poly = np.asarray(act.polynomial, float)
+    w = W[:, 0, 0]
+    coef[:, : poly.size] = w[:, None] * poly[None, :]
+    coef[:, 0] += theta[:, 0]
+    coef[:, 1] -= 1.0
+    out = []
+    for k in range(B):  # tiny 1-D problems; companion eigenvalues as numpy.roots
+        c = coef[k]
+        nz = np.flatnonzero(c != 0.0)
+        if nz.size == 0:
+            out.append(_Found(np.zeros((0, 1)), np.zeros(0, np.int64), status=EquilibriumStatus.singular))
+            continue
+        deg = nz[-1]
+        if deg == 0:
+            out.append(
+                _Found(np.zeros((0, 1)), np.zeros(0, np.int64), status=EquilibriumStatus.no_equilibrium)
+            )
+            continue
+        monic = c[:deg] / c[deg]
+        comp = np.zeros((deg, deg))
+        comp[0, :] = -monic[::-1]
+        comp[np.arange(1, deg), np.arange(deg - 1)] = 1.0
+        z = np.linalg.eigvals(comp)
+        real = z[np.abs(z.imag) <= 1e-6 * np.maximum(1.0, np.abs(z))].real
+        real = np.sort(real)
+        if real.size == 0:
+            out.append(
+                _Found(np.zeros((0, 1)), np.zeros(0, np.int64), status=EquilibriumStatus.no_equilibrium)
+            )
+            continue
+        lab = _dedup(real[None, :, None], np.ones((1, real.size), bool), settings.dedup_rtol)[0]
+        xs = real[lab == np.arange(real.size)][:, None]
+        out.append(_Found(xs, np.zeros(xs.shape[0], np.int64), exact_count=True))
+    return out
+
+
+def _search_path(problem, seeds, lower, upper, clip, settings, to_state):
+    """Damped Newton from the starts of each network (+ deflation); returns one _Found per network.
+
+    ``to_state`` maps reduced solutions (K, d) of networks ``net`` to unit states (K, N).
+    """
+    B, d = lower.shape
+    S = settings.n_starts
+    u = _draw_unit_starts(seeds, S, d)
+    y0 = lower[:, None, :] + (upper - lower)[:, None, :] * u
+    kw = dict(
+        tol=settings.tol_residual,
+        max_iter=settings.max_iter,
+        divergence_radius=settings.divergence_radius,
+        chunk_elements=settings.chunk_elements,
+    )
+    y, code, _, _ = dogleg_newton(
+        problem,
+        y0,
+        lower,
+        upper,
+        initial_radius=settings.initial_radius,
+        stall_window=settings.stall_window,
+        **kw,
+    )
+    ok = code == StartCode.converged
+    label = _dedup(y, ok, settings.dedup_rtol)
+    leaders = [np.flatnonzero(label[b] == np.arange(S)) for b in range(B)]
+    roots = [y[b, leaders[b]] for b in range(B)]
+    hits = [(label[b][:, None] == leaders[b][None, :]).sum(axis=0) for b in range(B)]
+    n_conv = ok.sum(axis=1)
+
+    S_def = min(settings.deflation_starts, S)
+    for _ in range(settings.deflation_rounds if S_def > 0 else 0):
+        R = max(max(r.shape[0] for r in roots), 1)
+        droots = pad_stack(roots, axis_len=R, fill=0.0)
+        dmask = pad_stack([np.ones(r.shape[0], bool) for r in roots], axis_len=R, fill=False)
+        yd, cd, _, _ = damped_newton(
+            problem,
+            y0[:, :S_def],
+            lower,
+            upper,
+            deflation_roots=droots,
+            deflation_mask=dmask,
+            deflation_power=settings.deflation_power,
+            deflation_shift=settings.deflation_shift,
+            clip=clip,
+            max_backtrack=settings.max_backtrack,
+            **kw,
+        )
+        # merge: known roots first so that they stay the leaders
+        allp = np.concatenate([droots, yd], axis=1)
+        allok = np.concatenate([dmask, cd == StartCode.converged], axis=1)
+        lab = _dedup(allp, allok, settings.dedup_rtol)
+        grew = False
+        for b in range(B):
+            new = np.flatnonzero(lab[b, R:] == R + np.arange(S_def))
+            if new.size:
+                grew = True
+                roots[b] = np.concatenate([roots[b], yd[b, new]])
+                hits[b] = np.concatenate([hits[b], np.zeros(new.size, np.int64)])
+        if not grew:
+            break
+
+    out = []
+    for b in range(B):
+        x = to_state(roots[b], np.full(roots[b].shape[0], b)) if roots[b].size else np.zeros((0, problem.n_units))
+        status = EquilibriumStatus.ok if x.shape[0] else EquilibriumStatus.no_convergence
+        out.append(_Found(x, hits[b].astype(np.int64), S, int(n_conv[b]), status))
+    return out
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def find_equilibria_batch(
+    batch: NetworkBatch, seeds: Sequence[int], settings: EquilibriumSettings | None = None
+) -> tuple[Equilibria, ...]:
+    """Equilibria of every network of a batch.
+
+    Parameters
+    ----------
+    batch : NetworkBatch
+        B networks of N units.
+    seeds : sequence of int, length B
+        Per-network seeds; starts come from ``stage_rng(seed, "equilibria")``.
+    settings : EquilibriumSettings, optional
+
+    Returns
+    -------
+    tuple of Equilibria, length B
+        Each identical (bitwise) to ``find_equilibria(batch[b], settings, seeds[b])``.
+    """
+    settings = settings or EquilibriumSettings()
+    W, theta, act = batch.W, batch.theta, batch.activation
+    B, N = theta.shape
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != B:
+        raise ValueError(f"need one seed per network: {len(seeds)} seeds for {B} networks")
+
+    sv = np.linalg.svd(W, compute_uv=True)
+    Us, s, Vt = sv.U, sv.S, sv.Vh
+    rank = (s > settings.rank_rtol * s[:, :1]).sum(axis=-1)
+    certified = (
+        s[:, 0] * act.lipschitz < 1.0 if np.isfinite(act.lipschitz) else np.zeros(B, dtype=bool)
+    )
+    method = np.full(B, int(EquilibriumMethod.newton), dtype=np.int8)
+    if settings.exact_paths:
+        if act.name == "linear":
+            method[:] = EquilibriumMethod.linear
+        elif N == 1 and act.polynomial is not None:
+            method[:] = EquilibriumMethod.polynomial
+        else:
+            ff = is_feedforward(W)
+            method[ff] = EquilibriumMethod.feedforward
+            low = ~ff & (rank < N) & (rank <= settings.lowrank_max_fraction * N)
+            method[low] = EquilibriumMethod.lowrank
+
+    found: list[_Found | None] = [None] * B
+    full = _full_problem(W, theta, act)
+
+    def put(sel, results):
+        for b, r in zip(sel, results):
+            found[b] = r
+
+    sel = np.flatnonzero(method == EquilibriumMethod.linear)
+    if sel.size:
+        put(sel, _linear_path(W[sel], theta[sel], settings))
+    sel = np.flatnonzero(method == EquilibriumMethod.feedforward)
+    if sel.size:
+        put(sel, _feedforward_path(W[sel], theta[sel], act))
+    sel = np.flatnonzero(method == EquilibriumMethod.polynomial)
+    if sel.size:
+        put(sel, _polynomial_path(W[sel], theta[sel], act, settings))
+    sel = np.flatnonzero(method == EquilibriumMethod.newton)
+    if sel.size:
+        lo, hi, exact_box = search_box(W[sel], theta[sel], act, settings.box_halfwidth)
+        put(
+            sel,
+            _search_path(
+                _full_problem(W[sel], theta[sel], act),
+                [seeds[b] for b in sel],
+                lo,
+                hi,
+                exact_box,
+                settings,
+                lambda y, net: y,
+            ),
+        )
+    for r in np.unique(rank[method == EquilibriumMethod.lowrank]):
+        sel = np.flatnonzero((method == EquilibriumMethod.lowrank) & (rank == r))
+        U = Us[sel][:, :, :r]  # (b, N, r)
+        A = s[sel][:, :r, None] * Vt[sel][:, :r, :]  # (b, r, N) = S V^T
+        prob = NewtonProblem(A=A, c=theta[sel], basis=U, e=None, activation=act)
+        if act.bounds is not None:
+            a_, b_ = act.bounds
+            lo = np.minimum(a_ * A, b_ * A).sum(axis=-1)
+            hi = np.maximum(a_ * A, b_ * A).sum(axis=-1)
+            clip = True
+        else:
+            hw = settings.box_halfwidth * np.abs(U).sum(axis=1)
+            lo, hi, clip = -hw, hw, False
+        put(sel, _search_path(prob, [seeds[b] for b in sel], lo, hi, clip, settings, prob.state))
+
+    # ---- refine, eigenvalues, classify (vectorised over all equilibria of all networks)
+    counts = np.array([f.x.shape[0] for f in found])
+    net = np.repeat(np.arange(B), counts)
+    X = np.concatenate([f.x for f in found]) if counts.sum() else np.zeros((0, N))
+    X, res = _polish(full, X, net, settings.n_polish)
+    ev = np.empty((X.shape[0], N), dtype=complex)
+    chunk = max(1, settings.chunk_elements // max(N * N, 1))
+    for c0 in range(0, X.shape[0], chunk):
+        ev[c0 : c0 + chunk] = np.linalg.eigvals(full.jacobian(X[c0 : c0 + chunk], net[c0 : c0 + chunk]))
+    minus_one = np.repeat(np.array([f.eig_minus_one for f in found], dtype=bool), counts)
+    ev[minus_one] = -1.0 + 0.0j
+    ev = _sort_eigenvalues(ev)
+    eq_type, n_unst = classify_equilibrium(ev, settings.hyperbolic_tol)
+
+    results = []
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    stable_codes = [int(t) for t in STABLE_TYPES]
+    for b in range(B):
+        f = found[b]
+        sl = slice(offsets[b], offsets[b + 1])
+        x, r, e, t, nu, h = X[sl], res[sl], ev[sl], eq_type[sl], n_unst[sl], f.hits
+        not_stable = ~np.isin(t, stable_codes)
+        keys = [x[:, i] for i in range(N - 1, -1, -1)] + [-h, nu, not_stable]
+        order = np.lexsort(keys) if x.shape[0] else np.zeros(0, np.int64)
+        x, r, e, t, nu, h = x[order], r[order], e[order], t[order], nu[order], h[order]
+        status = f.status
+        if status == EquilibriumStatus.ok and np.any(~(r <= settings.tol_residual)):
+            status = EquilibriumStatus.unrefined
+        if f.exact_count:
+            est, se = float(x.shape[0]), 0.0
+        elif certified[b] and x.shape[0] == 1:
+            est, se = 1.0, 0.0
+        else:
+            est, se = chao1(h, x.shape[0])
+        results.append(
+            Equilibria(
+                x=x,
+                residual=r,
+                jacobian_eigenvalues=e,
+                eq_type=t.astype(np.int8),
+                n_unstable_dims=nu.astype(np.int64),
+                hits=h.astype(np.int64),
+                n_starts=f.n_starts,
+                n_converged=f.n_converged,
+                n_estimate=est,
+                n_estimate_se=se,
+                contraction_certified=bool(certified[b]),
+                method=EquilibriumMethod(int(method[b])),
+                status=status,
+                rank=int(rank[b]),
+            )
+        )
+    return tuple(results)
+
+
+def find_equilibria(
+    network: Network, settings: EquilibriumSettings | None = None, seed: int = 0
+) -> Equilibria:
+    """Find, refine, classify and count the equilibria of one network.
+
+    Parameters
+    ----------
+    network : Network
+    settings : EquilibriumSettings, optional
+    seed : int
+        Network seed; starts come from ``stage_rng(seed, "equilibria")``.
+
+    Returns
+    -------
+    Equilibria
+    """
+    batch = NetworkBatch(network.W[None], network.theta[None], network.activation)
+    return find_equilibria_batch(batch, [seed], settings)[0]
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+def equilibria_dataset(
+    batch: NetworkBatch, seeds: Sequence[int], settings: EquilibriumSettings | None = None
+) -> xr.Dataset:
+    """Stage function of the ``equilibria`` rule.
+
+    Parameters
+    ----------
+    batch : NetworkBatch
+        B networks of N units.
+    seeds : sequence of int, length B
+    settings : EquilibriumSettings, optional
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``network`` (B), ``equilibrium`` (max count, >= 1, padded with NaN / -1),
+        ``unit`` (N) and ``mode`` (N). Equilibria are ordered as in :class:`Equilibria` (stable
+        first), Jacobian eigenvalues by real part descending.
+    """
+    res = find_equilibria_batch(batch, seeds, settings)
+    N = batch.n_units
+    E = max(max(r.n_equilibria for r in res), 1)
+    net = ("network",)
+    neq = ("network", "equilibrium")
+
+    def v(dims, data, long_name, units="1", **attrs):
+        return xr.Variable(dims, data, {"long_name": long_name, "units": units, **attrs})
+
+    def flags(dims, data, enum, long_name):
+        return xr.Variable(dims, data, flag_attrs(enum, long_name))
+
+    data = {
+        "n_equilibria": v(net, np.array([r.n_equilibria for r in res], np.int64), "number of equilibria found"),
+        "n_stable": v(net, np.array([r.n_stable for r in res], np.int64), "number of stable equilibria found"),
+        "n_equilibria_estimate": v(
+            net,
+            np.array([r.n_estimate for r in res]),
+            "estimated total number of equilibria (Chao1; exact for exact paths and contractions)",
+        ),
+        "n_equilibria_estimate_se": v(
+            net, np.array([r.n_estimate_se for r in res]), "standard error of n_equilibria_estimate"
+        ),
+        "n_starts": v(net, np.array([r.n_starts for r in res], np.int64), "Newton starts used"),
+        "n_converged": v(net, np.array([r.n_converged for r in res], np.int64), "Newton starts that converged"),
+        "fraction_converged": v(
+            net, np.array([r.fraction_converged for r in res]), "fraction of Newton starts that converged"
+        ),
+        "contraction_certified": xr.Variable(
+            net,
+            np.array([r.contraction_certified for r in res], np.int8),
+            {
+                "long_name": "contraction certificate ||W||_2 Lip(sigma) < 1 (unique equilibrium)",
+                "units": "1",
+                "flag_values": [0, 1],
+                "flag_meanings": "not_certified certified",
+            },
+        ),
+        "w_numerical_rank": v(net, np.array([r.rank for r in res], np.int64), "numerical rank of W"),
+        "equilibrium_method": flags(
+            net, np.array([int(r.method) for r in res], np.int8), EquilibriumMethod, "equilibrium search method"
+        ),
+        "equilibrium_status": flags(
+            net, np.array([int(r.status) for r in res], np.int8), EquilibriumStatus, "equilibrium search status"
+        ),
+        "x_eq": v(
+            ("network", "equilibrium", "unit"), pad_stack([r.x for r in res], E), "equilibrium state", "state"
+        ),
+        "eq_residual": v(
+            neq, pad_stack([r.residual for r in res], E), "relative residual ||f(x*)||_inf / (1 + ||x*||_inf)"
+        ),
+        "eq_type": flags(neq, pad_stack([r.eq_type for r in res], E), EquilibriumType, "equilibrium type"),
+        "eq_hits": v(neq, pad_stack([r.hits for r in res], E), "Newton starts that converged to the equilibrium"),
+        "n_unstable_dims": v(
+            neq, pad_stack([r.n_unstable_dims for r in res], E), "number of unstable directions"
+        ),
+        "jacobian_eigenvalues": v(
+            ("network", "equilibrium", "mode"),
+            pad_stack([r.jacobian_eigenvalues.astype(np.complex128) for r in res], E),
+            "eigenvalues of the Jacobian at the equilibrium (real part descending)",
+            "1/time",
+        ),
+    }
+    return xr.Dataset(data)
