@@ -1,0 +1,450 @@
+"""The ``spectra`` stage: Koopman spectra of every network from its equilibria.
+
+Per network: which exact family applies (and its check against the numerical spectra), the
+principal eigenvalues and lattice at every hyperbolic equilibrium, the Taylor-generator check of the
+lattice, the slowest decay rate and spectral gap over attractors, and (small N) generator EDMD around
+the first attractor with held-out residuals and spurious flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from .._flags import STABLE_TYPES, EquilibriumType, flag_attrs
+from .._random import stage_rng
+from ..network import Network, NetworkBatch
+from ._common import (
+    AnalyticFamily,
+    GedmdStatus,
+    KoopmanStatus,
+    match_eigenvalues,
+    sort_eigenvalues,
+)
+from ._cubic import polynomial_neuron_family
+from ._dictionaries import GaussianRBFDictionary, MonomialDictionary
+from ._feedforward import feedforward_family, feedforward_order
+from ._gedmd import gedmd, integrate_rk4, sample_basin, sample_trajectories
+from ._linear import linear_family
+from ._residuals import residuals
+from ._taylor import _taylor_matrices, koopman_lattice
+
+__all__ = ["SpectraSettings", "TaylorStatus", "spectra_dataset", "analytic_family_of"]
+
+_HYPERBOLIC = tuple(int(t) for t in EquilibriumType if t != EquilibriumType.non_hyperbolic)
+_STABLE = tuple(int(t) for t in STABLE_TYPES)
+
+
+class TaylorStatus(IntEnum):
+    """Whether the Taylor-generator check ran for a network."""
+
+    ok = 0
+    skipped_too_many_units = 1
+
+
+@dataclass(frozen=True)
+class SpectraSettings:
+    """Settings of the ``spectra`` stage (the keys of its config section).
+
+    Attributes
+    ----------
+    lattice_order : int
+        Maximal |k| of the lattice values sum_i k_i lambda_i at each equilibrium (>= 1).
+    lattice_max_modes : int
+        Length of the ``lattice_mode`` dimension: the slowest lattice values kept per equilibrium.
+    taylor_degree : int
+        Degree D of the Taylor (Carleman) generator whose eigenvalues are checked against the lattice.
+    taylor_max_units : int
+        The Taylor generator (C(N + D, D) monomials) is built only when N <= this.
+    analytic_max_units : int
+        Exact-family eigenfunctions are checked by their residuals only when N <= this.
+    analytic_n_points : int
+        Random points (drawn with stage_rng(seed, "spectra")) for the exact-family residual check.
+    analytic_box_half_width : float
+        Half-width of the box around the first equilibrium holding those points (state units).
+    residual_flow_time : float
+        Time of the flow residual |psi(x(t)) - exp(lambda t) psi(x(0))| / |psi(x(0))| (units of tau).
+    gedmd_max_units : int
+        Generator EDMD runs only when N <= this.
+    gedmd_dictionary : str
+        ``monomial`` (centred at the attractor, scaled by the box half-width) or ``rbf``
+        (Gaussian RBFs at training samples plus affine terms).
+    gedmd_degree : int
+        Total degree of the monomial dictionary.
+    gedmd_rbf_centers : int
+        Number of Gaussian RBF centres (``rbf`` dictionary).
+    gedmd_rbf_width : float
+        RBF width relative to the box half-width.
+    gedmd_sampling : str
+        ``box`` (uniform in the box), ``basin`` (uniform in the box, kept if attracted to the
+        attractor) or ``trajectories`` (states along RK4 trajectories started in the box).
+    gedmd_n_samples : int
+        Training samples per network.
+    gedmd_n_test : int
+        Held-out samples per network for the residuals.
+    gedmd_box_half_width : float
+        Half-width of the sampling box around the first attractor (state units).
+    gedmd_pool_factor : float
+        ``basin`` sampling draws pool_factor (n_samples + n_test) candidates.
+    gedmd_basin_time : float
+        Integration horizon deciding basin membership (units of tau).
+    gedmd_trajectory_dt : float
+        Time between recorded states for ``trajectories`` sampling (units of tau).
+    gedmd_trajectory_length : int
+        Recorded states per trajectory for ``trajectories`` sampling.
+    gedmd_spurious_threshold : float
+        Held-out residual (1/time) above which a gEDMD eigenpair is flagged spurious.
+    gedmd_n_modes : int
+        Length of the ``gedmd_mode`` dimension (slowest gEDMD eigenvalues kept).
+    """
+
+    lattice_order: int = 3
+    lattice_max_modes: int = 32
+    taylor_degree: int = 3
+    taylor_max_units: int = 6
+    analytic_max_units: int = 8
+    analytic_n_points: int = 16
+    analytic_box_half_width: float = 1.0
+    residual_flow_time: float = 1.0
+    gedmd_max_units: int = 3
+    gedmd_dictionary: str = "monomial"
+    gedmd_degree: int = 7
+    gedmd_rbf_centers: int = 200
+    gedmd_rbf_width: float = 0.5
+    gedmd_sampling: str = "basin"
+    gedmd_n_samples: int = 1500
+    gedmd_n_test: int = 500
+    gedmd_box_half_width: float = 1.0
+    gedmd_pool_factor: float = 3.0
+    gedmd_basin_time: float = 40.0
+    gedmd_trajectory_dt: float = 0.1
+    gedmd_trajectory_length: int = 10
+    gedmd_spurious_threshold: float = 1e-2
+    gedmd_n_modes: int = 32
+
+    def __post_init__(self) -> None:
+        if self.lattice_order < 1 or self.taylor_degree < 1 or self.gedmd_degree < 1:
+            raise ValueError("lattice_order, taylor_degree and gedmd_degree must be >= 1")
+        if self.gedmd_dictionary not in ("monomial", "rbf"):
+            raise ValueError("gedmd_dictionary must be 'monomial' or 'rbf'")
+        if self.gedmd_sampling not in ("box", "basin", "trajectories"):
+            raise ValueError("gedmd_sampling must be 'box', 'basin' or 'trajectories'")
+
+
+def analytic_family_of(network: Network) -> AnalyticFamily:
+    """The exact family that applies: linear activation, N = 1 cubic neuron, feedforward W, or none."""
+    if network.activation.name == "linear":
+        return AnalyticFamily.linear
+    if network.n_units == 1 and network.activation.name == "cubic":
+        return AnalyticFamily.cubic_neuron
+    if feedforward_order(network.W) is not None:
+        return AnalyticFamily.feedforward
+    return AnalyticFamily.none
+
+
+def _analytic_check(net: Network, fam: AnalyticFamily, x_eq, eq_type, jac_ev, seed, s: SpectraSettings):
+    """(analytic principal eigenvalues per hyperbolic equilibrium or None, principal error, residual)."""
+    n = net.n_units
+    hyper = np.isin(eq_type, _HYPERBOLIC)
+    analytic = np.full(jac_ev.shape, np.nan + 0j)
+    eigfuns = []
+    try:
+        if fam == AnalyticFamily.linear:
+            lf = linear_family(net)
+            analytic[hyper] = sort_eigenvalues(lf.principal_eigenvalues)
+            eigfuns = [lf.principal_eigenfunction(i) for i in range(n)]
+        elif fam == AnalyticFamily.cubic_neuron:
+            pf = polynomial_neuron_family(net.W[0, 0], net.theta[0], "cubic")
+            for e in np.flatnonzero(hyper):
+                k = np.argmin(np.abs(pf.roots - x_eq[e, 0]))
+                analytic[e, 0] = pf.principal_eigenvalues[k]
+            stable_roots = [k for k in range(pf.roots.size) if pf.principal_eigenvalues[k].real < 0
+                            and abs(pf.roots[k].imag) < 1e-12]
+            eigfuns = [pf.as_eigenfunction(pf.principal_eigenvalues[k]) for k in stable_roots]
+        elif fam == AnalyticFamily.feedforward:
+            ff = feedforward_family(net)
+            analytic[hyper] = -1.0 + 0j
+            # principal eigenfunctions of eigenvalue -1: u and u * Phi_i
+            eigfuns = [ff.as_eigenfunction(-1.0)]
+            for i in range(n - 1):
+                eigfuns.append(
+                    ff.as_eigenfunction(
+                        -1.0,
+                        F=lambda p, i=i: p[..., i],
+                        F_gradient=lambda p, i=i: np.eye(n - 1)[i] * np.ones_like(p),
+                    )
+                )
+        else:
+            return None, np.nan, np.nan
+    except (ValueError, np.linalg.LinAlgError):
+        return None, np.inf, np.inf
+    err = 0.0
+    for e in np.flatnonzero(hyper):
+        err = max(err, float(np.max(match_eigenvalues(analytic[e], jac_ev[e])[0])))
+    if not np.any(hyper):
+        err = np.nan
+    res = np.nan
+    if n <= s.analytic_max_units and eigfuns:
+        rng = stage_rng(seed, "spectra")
+        center = x_eq[0] if np.all(np.isfinite(x_eq[0])) else net.theta
+        pts = center + s.analytic_box_half_width * rng.uniform(-1.0, 1.0, (s.analytic_n_points, n))
+        if fam == AnalyticFamily.feedforward:
+            src = feedforward_order(net.W)[0]
+            mag = s.analytic_box_half_width * rng.uniform(0.2, 1.0, s.analytic_n_points)
+            pts[:, src] = net.theta[src] + np.where(rng.uniform(size=s.analytic_n_points) < 0.5, -mag, mag)
+        res = 0.0
+        for psi in eigfuns:
+            r = residuals(psi, psi.eigenvalue, net, pts, t=s.residual_flow_time)
+            fin = np.isfinite(r.generator) & np.isfinite(r.flow)
+            res = max(res, r.max if np.all(fin) else np.inf)
+    return analytic, err, res
+
+
+def spectra_dataset(
+    batch: NetworkBatch,
+    seeds: Sequence[int],
+    settings: SpectraSettings | None = None,
+    equilibria: xr.Dataset | None = None,
+) -> xr.Dataset:
+    """Stage function of the ``spectra`` rule.
+
+    Parameters
+    ----------
+    batch : NetworkBatch
+        B networks of N units.
+    seeds : sequence of int, length B
+        Network seeds; gEDMD samples come from stage_rng(seed, "gedmd"), residual-check points
+        from stage_rng(seed, "spectra").
+    settings : SpectraSettings, optional
+    equilibria : xarray.Dataset
+        Output of :func:`koopnet.equilibria.equilibria_dataset`: ``x_eq`` (network, equilibrium,
+        unit), ``eq_type`` (network, equilibrium), ``jacobian_eigenvalues`` (network, equilibrium,
+        mode); stable equilibria first.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``network`` (B), ``equilibrium`` (as in ``equilibria``), ``mode`` (N),
+        ``lattice_mode`` (settings.lattice_max_modes), ``gedmd_mode`` (settings.gedmd_n_modes).
+    """
+    s = settings if settings is not None else SpectraSettings()
+    if equilibria is None:
+        raise ValueError("spectra_dataset needs the equilibria dataset")
+    B, N = len(batch), batch.n_units
+    if len(seeds) != B:
+        raise ValueError("one seed per network")
+    x_eq_all = np.asarray(equilibria["x_eq"].values, dtype=float).reshape(B, -1, N)
+    E = x_eq_all.shape[1]
+    eq_type_all = np.asarray(equilibria["eq_type"].values).astype(np.int64).reshape(B, E)
+    jac_all = np.asarray(equilibria["jacobian_eigenvalues"].values).astype(complex).reshape(B, E, N)
+    hyper = np.isin(eq_type_all, _HYPERBOLIC) & np.all(np.isfinite(x_eq_all), axis=-1)
+    stable = np.isin(eq_type_all, _STABLE) & hyper
+
+    family = np.zeros(B, np.int8)
+    principal = np.full((B, E, N), np.nan + 0j)
+    analytic_err = np.full(B, np.nan)
+    analytic_res = np.full(B, np.nan)
+    for b in range(B):
+        net = batch[b]
+        fam = analytic_family_of(net)
+        family[b] = int(fam)
+        num = sort_eigenvalues(np.where(hyper[b][:, None], jac_all[b], np.nan + 0j))
+        principal[b] = num
+        analytic, err, res = _analytic_check(net, fam, x_eq_all[b], eq_type_all[b], num, seeds[b], s)
+        analytic_err[b], analytic_res[b] = err, res
+        if analytic is not None:
+            principal[b] = np.where(hyper[b][:, None], analytic, np.nan + 0j)
+
+    # lattice per hyperbolic equilibrium (slowest lattice_max_modes values)
+    LM = int(s.lattice_max_modes)
+    lattice = np.full((B, E, LM), np.nan + 0j)
+    lattice_deg = np.full((B, E, LM), -1, np.int64)
+    for b, e in zip(*np.nonzero(hyper)):
+        vals, deg = koopman_lattice(principal[b, e], s.lattice_order, LM)
+        lattice[b, e, : vals.size] = vals
+        lattice_deg[b, e, : deg.size] = deg
+
+    # Taylor generator check, batched over all hyperbolic (network, equilibrium) pairs
+    taylor_err = np.full((B, E), np.nan)
+    taylor_status = np.full(B, int(TaylorStatus.ok), np.int8)
+    if N <= s.taylor_max_units:
+        bb, ee = np.nonzero(hyper)
+        if bb.size:
+            ev, alpha = _taylor_matrices(batch.W[bb], batch.theta[bb], batch.activation, x_eq_all[bb, ee], s.taylor_degree)
+            for p in range(bb.size):
+                full = alpha @ principal[bb[p], ee[p]]
+                taylor_err[bb[p], ee[p]] = np.max(match_eigenvalues(full, ev[p])[0])
+    else:
+        taylor_status[:] = int(TaylorStatus.skipped_too_many_units)
+
+    # slowest rate and spectral gap over attractors
+    slowest = np.full(B, np.nan)
+    gap = np.full(B, np.nan)
+    slowest_eq = np.full(B, -1, np.int64)
+    kstatus = np.full(B, int(KoopmanStatus.no_stable_equilibrium), np.int8)
+    for b in range(B):
+        idx = np.flatnonzero(stable[b])
+        if idx.size == 0:
+            continue
+        rates = -np.max(principal[b, idx].real, axis=1)  # r1 per attractor
+        k = int(np.argmin(rates))
+        r1 = float(rates[k])
+        others = -principal[b, idx[k]].real
+        tol = 1e-9 * max(1.0, abs(r1))
+        above = others[others > r1 + tol]
+        r2 = min(float(np.min(above)) if above.size else np.inf, 2.0 * r1)
+        slowest[b], gap[b], slowest_eq[b] = r1, r2 - r1, idx[k]
+        kstatus[b] = int(KoopmanStatus.ok)
+
+    gd = _gedmd_part(batch, seeds, s, x_eq_all, stable, principal)
+
+    net = ("network",)
+    neq = ("network", "equilibrium")
+
+    def v(dims, data, long_name, units="1", **attrs):
+        return xr.Variable(dims, data, {"long_name": long_name, "units": units, **attrs})
+
+    data = {
+        "analytic_family": xr.Variable(net, family, flag_attrs(AnalyticFamily, "exact Koopman eigenfunction family used")),
+        "analytic_principal_error": v(
+            net, analytic_err,
+            "max distance between analytic principal eigenvalues and the Jacobian eigenvalues of the equilibria stage",
+            "1/time", comment="NaN when analytic_family is none or there is no hyperbolic equilibrium",
+        ),
+        "analytic_residual": v(
+            net, analytic_res,
+            "max generator and flow residual of the exact principal eigenfunctions at random points",
+            "1", comment="relative residuals |U psi - lambda psi|/|psi| and |psi(x(t)) - exp(lambda t) psi(x0)|/|psi(x0)|;"
+            " NaN when analytic_family is none or N > analytic_max_units; inf when a check failed",
+        ),
+        "principal_eigenvalues": v(
+            ("network", "equilibrium", "mode"), principal,
+            "principal Koopman eigenvalues (Jacobian spectrum) at each hyperbolic equilibrium, slowest first",
+            "1/time", comment="analytic values when analytic_family is not none; NaN where eq_type is padding or non_hyperbolic",
+        ),
+        "lattice_eigenvalues": v(
+            ("network", "equilibrium", "lattice_mode"), lattice,
+            "Koopman lattice sum_i k_i lambda_i (1 <= |k| <= lattice_order), slowest lattice_max_modes values",
+            "1/time", lattice_order=int(s.lattice_order),
+        ),
+        "lattice_degree": v(("network", "equilibrium", "lattice_mode"), lattice_deg, "|k| of each lattice value (-1 padding)"),
+        "taylor_lattice_error": v(
+            neq, taylor_err,
+            "max distance between Taylor-generator eigenvalues and the lattice {k.lambda : |k| <= taylor_degree}",
+            "1/time", taylor_degree=int(s.taylor_degree),
+        ),
+        "taylor_status": xr.Variable(net, taylor_status, flag_attrs(TaylorStatus, "Taylor generator check status")),
+        "koopman_slowest_rate": v(
+            net, slowest, "slowest Koopman decay rate over attractors", "1/time",
+            definition="min over stable equilibria e of r1(e) = -max_i Re lambda_i(e), lambda_i(e) the principal "
+            "eigenvalues at e: the rate at which generic states approach the slowest attractor",
+        ),
+        "koopman_spectral_gap": v(
+            net, gap, "Koopman spectral gap at the slowest attractor", "1/time",
+            definition="r2 - r1 at the attractor realising koopman_slowest_rate, where r1 < r2 are the two smallest "
+            "distinct decay rates -Re mu over the lattice mu = sum_i k_i lambda_i, |k| >= 1 (complex pairs count once); "
+            "r2 = min(smallest principal rate > r1, 2 r1)",
+        ),
+        "koopman_slowest_equilibrium": v(net, slowest_eq, "index of the attractor realising koopman_slowest_rate (-1 none)"),
+        "koopman_status": xr.Variable(net, kstatus, flag_attrs(KoopmanStatus, "attractor Koopman spectrum status")),
+        **gd,
+    }
+    return xr.Dataset(data)
+
+
+def _gedmd_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable, principal) -> dict:
+    B, N = len(batch), batch.n_units
+    K_out = int(s.gedmd_n_modes)
+    ev_out = np.full((B, K_out), np.nan + 0j)
+    res_out = np.full((B, K_out), np.nan)
+    spur_out = np.full((B, K_out), -1, np.int8)
+    perr = np.full(B, np.nan)
+    status = np.full(B, int(GedmdStatus.skipped_too_many_units), np.int8)
+    eq_idx = np.full(B, -1, np.int64)
+    n_used = np.zeros(B, np.int64)
+    if N <= s.gedmd_max_units:
+        has = np.any(stable, axis=1)
+        first = np.where(has, np.argmax(stable, axis=1), -1)
+        eq_idx[:] = first
+        status[:] = np.where(has, int(GedmdStatus.ok), int(GedmdStatus.no_stable_equilibrium))
+        centers = np.where(has[:, None], x_eq_all[np.arange(B), np.maximum(first, 0)], 0.0)
+        centers = np.nan_to_num(centers)
+        hw = float(s.gedmd_box_half_width)
+        M, Mt = int(s.gedmd_n_samples), int(s.gedmd_n_test)
+        rngs = [stage_rng(seed, "gedmd") for seed in seeds]
+        if s.gedmd_sampling == "box":
+            draws = np.stack([r.uniform(-1.0, 1.0, (M + Mt, N)) for r in rngs])
+            pts = centers[:, None, :] + hw * draws
+            X, Xt = pts[:, :M], pts[:, M:]
+        elif s.gedmd_sampling == "basin":
+            P = int(np.ceil(s.gedmd_pool_factor * (M + Mt)))
+            draws = np.stack([r.uniform(-1.0, 1.0, (P, N)) for r in rngs])
+            pool = centers[:, None, :] + hw * draws
+            inside = sample_basin(batch.vector_field, pool, centers, t_final=s.gedmd_basin_time,
+                                  tol=1e-3 * max(1.0, hw))
+            X = np.empty((B, M, N))
+            Xt = np.empty((B, Mt, N))
+            for b in range(B):
+                sel = pool[b, inside[b]]
+                if sel.shape[0] < M + Mt:
+                    if status[b] == GedmdStatus.ok:
+                        status[b] = int(GedmdStatus.too_few_samples)
+                    sel = pool[b, : M + Mt]
+                X[b], Xt[b] = sel[:M], sel[M : M + Mt]
+        else:
+            L = int(s.gedmd_trajectory_length)
+            n_tr, n_te = -(-M // L), -(-Mt // L)
+            draws = np.stack([r.uniform(-1.0, 1.0, (n_tr + n_te, N)) for r in rngs])
+            init = centers[:, None, :] + hw * draws
+            traj = sample_trajectories(batch.vector_field, init, s.gedmd_trajectory_dt, L)
+            X, Xt = traj[:, :M], traj[:, n_tr * L : n_tr * L + Mt]
+        n_used[:] = M
+        finite = np.all(np.isfinite(X), axis=(1, 2)) & np.all(np.isfinite(Xt), axis=(1, 2))
+        X = np.where(finite[:, None, None], X, centers[:, None, :])
+        Xt = np.where(finite[:, None, None], Xt, centers[:, None, :])
+        status[(~finite) & (status == GedmdStatus.ok)] = int(GedmdStatus.failed)
+        if s.gedmd_dictionary == "monomial":
+            dic = MonomialDictionary(N, int(s.gedmd_degree), centers[:, None, :], hw)
+        else:
+            C = min(int(s.gedmd_rbf_centers), M)
+            dic = GaussianRBFDictionary(X[:, :C], s.gedmd_rbf_width * hw, centers[:, None, :], hw)
+        with np.errstate(all="ignore"):
+            try:
+                r = gedmd(batch.vector_field, dic, X, Xt, spurious_threshold=s.gedmd_spurious_threshold)
+                ok_fit = np.all(np.isfinite(r.eigenvalues), axis=1)
+            except np.linalg.LinAlgError:
+                r, ok_fit = None, np.zeros(B, bool)
+        status[(~ok_fit) & (status == GedmdStatus.ok)] = int(GedmdStatus.failed)
+        if r is not None:
+            k = min(K_out, r.eigenvalues.shape[1])
+            good = status == GedmdStatus.ok
+            ev_out[good, :k] = r.eigenvalues[good, :k]
+            res_out[good, :k] = r.residual[good, :k]
+            spur_out[good, :k] = r.spurious[good, :k]
+            for b in np.flatnonzero(good):
+                perr[b] = np.max(match_eigenvalues(principal[b, first[b]], r.eigenvalues[b])[0])
+    net = ("network",)
+    gm = ("network", "gedmd_mode")
+
+    def v(dims, data, long_name, units="1", **attrs):
+        return xr.Variable(dims, data, {"long_name": long_name, "units": units, **attrs})
+
+    return {
+        "gedmd_eigenvalues": v(gm, ev_out, "generator-EDMD eigenvalues around the first attractor, slowest first",
+                               "1/time", dictionary=s.gedmd_dictionary, sampling=s.gedmd_sampling,
+                               comment="NaN unless gedmd_status is ok"),
+        "gedmd_residual": v(gm, res_out, "held-out generator residual rms|U phi - lambda phi| / rms|phi|", "1/time"),
+        "gedmd_spurious": xr.Variable(gm, spur_out, {
+            "long_name": "gEDMD eigenpair flagged spurious (held-out residual > gedmd_spurious_threshold)",
+            "units": "1", "flag_values": [-1, 0, 1], "flag_meanings": "not_computed genuine spurious",
+            "threshold": float(s.gedmd_spurious_threshold)}),
+        "gedmd_principal_error": v(net, perr, "max distance of the principal eigenvalues to their matched gEDMD eigenvalues",
+                                   "1/time", comment="optimal one-to-one matching; NaN unless gedmd_status is ok"),
+        "gedmd_equilibrium": v(net, eq_idx, "index of the attractor gEDMD is centred on (-1 none)"),
+        "gedmd_n_samples": v(net, n_used, "gEDMD training samples"),
+        "gedmd_status": xr.Variable(net, status, flag_attrs(GedmdStatus, "generator EDMD status")),
+    }

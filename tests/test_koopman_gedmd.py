@@ -1,0 +1,160 @@
+"""Generator EDMD: exactness on affine fields, convergence on a bistable network, spurious flags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from koopnet import Network, NetworkBatch
+from koopnet.koopman import (
+    GaussianRBFDictionary,
+    MonomialDictionary,
+    gedmd,
+    match_eigenvalues,
+    multi_indices,
+    sample_basin,
+    sample_box,
+    sample_trajectories,
+)
+
+
+def _linear_batch(n, seed):
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(n, n)) * 1.5
+    theta = rng.normal(size=n)
+    net = Network(W, theta, "linear")
+    x_eq = np.linalg.solve(W / 4 - np.eye(n), -(W @ np.full(n, 0.5) + theta))
+    return net, NetworkBatch(W[None], theta[None], "linear"), x_eq, rng
+
+
+@pytest.mark.parametrize("n,degree", [(1, 4), (2, 4), (3, 3), (4, 2), (4, 4)])
+def test_monomial_gedmd_linear_network_is_the_lattice(n, degree):
+    net, batch, x_eq, rng = _linear_batch(n, 7 * n + degree)
+    lam = np.linalg.eigvals(net.W) / 4 - 1
+    dic = MonomialDictionary(n, degree, x_eq[None, None, :], 1.5)
+    X = sample_box(rng, x_eq, 1.5, 4 * dic.size + 50)[None]
+    Xt = sample_box(rng, x_eq, 1.5, 200)[None]
+    r = gedmd(batch.vector_field, dic, X, Xt)
+    lattice = multi_indices(n, degree) @ lam
+    err, _ = match_eigenvalues(lattice, r.eigenvalues[0])
+    assert err.max() <= 1e-9
+    assert not r.spurious.any()  # the dictionary is invariant: every eigenpair is genuine
+    assert r.residual.max() <= 1e-9
+
+
+def test_monomial_dictionary_generator_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    c, s = np.array([0.3, -0.2, 0.1]), np.array([1.5, 0.7, 2.0])
+    dic = MonomialDictionary(3, 4, c, s)
+    x = rng.normal(size=(5, 3))
+    v = rng.normal(size=(5, 3))
+    h = 1e-6
+    fd = (dic.evaluate(x + h * v) - dic.evaluate(x - h * v)) / (2 * h)
+    np.testing.assert_allclose(dic.generator(x, v), fd, rtol=1e-7, atol=1e-8)
+    rbf = GaussianRBFDictionary(rng.normal(size=(7, 3)), 0.8, c, 2.0)
+    fd = (rbf.evaluate(x + h * v) - rbf.evaluate(x - h * v)) / (2 * h)
+    np.testing.assert_allclose(rbf.generator(x, v), fd, rtol=1e-7, atol=1e-9)
+    assert rbf.size == 7 + 4
+
+
+def test_rbf_gedmd_linear_network_principal_eigenvalues():
+    """Affine terms make the principal eigenfunctions z = P^-1(Ax+b) exact members of the span."""
+    n = 5
+    net, batch, x_eq, rng = _linear_batch(n, 3)
+    lam = np.linalg.eigvals(net.W) / 4 - 1
+    X = sample_box(rng, x_eq, 1.0, 800)[None]
+    Xt = sample_box(rng, x_eq, 1.0, 300)[None]
+    dic = GaussianRBFDictionary(X[:, :150], 0.7, x_eq[None, None, :], 1.0)
+    r = gedmd(batch.vector_field, dic, X, Xt)
+    err, idx = match_eigenvalues(lam, r.eigenvalues[0])
+    assert err.max() <= 1e-8
+    assert not r.spurious[0, idx].any()
+    assert 0 in np.round(np.abs(r.eigenvalues[0]), 10)
+
+
+def _bistable():
+    W = np.array([[8.0, -1.0], [-1.0, 8.0]])
+    theta = -W @ np.full(2, 0.5)
+    net = Network(W, theta, "logistic")
+    x = np.array([3.2, 3.2])
+    for _ in range(30):
+        x = x - np.linalg.solve(net.jacobian(x), net.vector_field(x))
+    return net, NetworkBatch(W[None], theta[None], "logistic"), x
+
+
+def test_gedmd_bistable_logistic_converges_with_degree():
+    net, batch, x_eq = _bistable()
+    lam = np.linalg.eigvals(net.jacobian(x_eq))
+    np.testing.assert_allclose(np.sort(lam.real), [-0.74492354, -0.67204455], atol=1e-7)
+    rng = np.random.default_rng(5)
+    hw = 1.5
+    pool = sample_box(rng, x_eq, hw, 3000)[None]
+    inside = sample_basin(batch.vector_field, pool, x_eq[None])
+    assert inside.mean() > 0.5
+    pts = pool[inside][None]
+    X, Xt = pts[:, :1500], pts[:, 1500:2000]
+    errors = []
+    for degree in (3, 5, 7, 9):
+        r = gedmd(batch.vector_field, MonomialDictionary(2, degree, x_eq, hw), X, Xt)
+        err, idx = match_eigenvalues(lam, r.eigenvalues[0])
+        errors.append(err.max())
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert errors[2] < 1e-2 and errors[3] < 1e-3
+
+
+def test_gedmd_trajectory_sampling_recovers_principal_eigenvalues():
+    net, batch, x_eq = _bistable()
+    lam = np.linalg.eigvals(net.jacobian(x_eq))
+    rng = np.random.default_rng(1)
+    init = sample_box(rng, x_eq, 1.0, 160)[None]
+    pts = sample_trajectories(batch.vector_field, init, 0.2, 10)
+    assert pts.shape == (1, 1600, 2)
+    r = gedmd(batch.vector_field, MonomialDictionary(2, 7, x_eq, 1.0), pts[:, ::2], pts[:, 1::2])
+    assert match_eigenvalues(lam, r.eigenvalues[0])[0].max() < 1e-3
+
+
+def test_spurious_flags_on_truncated_dictionary():
+    """dx1 = mu x1, dx2 = lam (x2 - x1^2): eigenfunctions x1 (mu) and x2 - lam/(lam - 2 mu) x1^2 (lam).
+
+    Degree 1 lacks x1^2: the lam eigenpair is spurious, the mu one genuine. At degree 2 the span of
+    {1, x1, x1^2, x2} is invariant (exact eigenvalues 0, mu, 2 mu, lam), while x1 x2 and x2^2 map onto
+    x1^3 and x1^2 x2, outside the dictionary: the modes near mu + lam and 2 lam are spurious.
+    """
+    mu, lam = -0.5, -2.0
+
+    def f(x):
+        return np.stack([mu * x[..., 0], lam * (x[..., 1] - x[..., 0] ** 2)], axis=-1)
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (1, 400, 2))
+    Xt = rng.uniform(-1, 1, (1, 200, 2))
+    r1 = gedmd(f, MonomialDictionary(2, 1, np.zeros(2), 1.0), X, Xt)  # default threshold 1e-2
+    ev = r1.eigenvalues[0]
+    i_mu = np.argmin(np.abs(ev - mu))
+    i_lam = np.argmin(np.abs(ev - lam))
+    assert abs(ev[i_mu] - mu) < 1e-12 and abs(ev[i_lam] - lam) < 0.05  # the eigenvalues alone look plausible
+    assert not r1.spurious[0, i_mu] and r1.spurious[0, i_lam]
+    assert r1.residual[0, i_lam] > 0.1
+    r2 = gedmd(f, MonomialDictionary(2, 2, np.zeros(2), 1.0), X, Xt)
+    genuine = np.array([0, mu, 2 * mu, lam])
+    err, idx = match_eigenvalues(genuine, r2.eigenvalues[0])
+    assert err.max() < 1e-10
+    assert not r2.spurious[0, idx].any() and r2.residual[0, idx].max() < 1e-10
+    others = np.setdiff1d(np.arange(6), idx)
+    assert r2.spurious[0, others].all()
+
+
+def test_gedmd_batched_equals_alone():
+    rng = np.random.default_rng(4)
+    W = rng.normal(size=(3, 2, 2)) * 3
+    theta = rng.normal(size=(3, 2))
+    batch = NetworkBatch(W, theta, "tanh")
+    X = rng.uniform(-1, 1, (3, 300, 2))
+    Xt = rng.uniform(-1, 1, (3, 100, 2))
+    dic = MonomialDictionary(2, 4, np.zeros((3, 1, 2)), 1.0)
+    r = gedmd(batch.vector_field, dic, X, Xt)
+    for b in range(3):
+        one = NetworkBatch(W[b : b + 1], theta[b : b + 1], "tanh")
+        r1 = gedmd(one.vector_field, MonomialDictionary(2, 4, np.zeros((1, 1, 2)), 1.0), X[b : b + 1], Xt[b : b + 1])
+        np.testing.assert_array_equal(r.eigenvalues[b], r1.eigenvalues[0])
+        np.testing.assert_array_equal(r.residual[b], r1.residual[0])

@@ -1,0 +1,103 @@
+"""Taylor coefficients of sigma, the Koopman lattice and the Taylor (Carleman) generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import fsolve
+
+from koopnet import Network, get_activation
+from koopnet.koopman import (
+    koopman_lattice,
+    match_eigenvalues,
+    multi_indices,
+    residuals,
+    sigma_taylor_coefficients,
+    taylor_generator,
+)
+
+
+@pytest.mark.parametrize("name", ["logistic", "tanh", "linear", "cubic"])
+def test_sigma_taylor_low_orders_match_derivatives(name):
+    act = get_activation(name)
+    x = np.array([-2.3, -0.4, 0.0, 0.7, 3.1])
+    a = sigma_taylor_coefficients(name, x, 6)
+    np.testing.assert_allclose(a[:, 0], act.sigma(x), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(a[:, 1], act.dsigma(x), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(a[:, 2] * 2, act.d2sigma(x), rtol=1e-12, atol=1e-15)
+
+
+def test_sigma_taylor_known_series():
+    # tanh x = x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835
+    a = sigma_taylor_coefficients("tanh", np.array(0.0), 9)
+    np.testing.assert_allclose(a, [0, 1, 0, -1 / 3, 0, 2 / 15, 0, -17 / 315, 0, 62 / 2835], atol=1e-16)
+    # logistic third derivative s(1-s)(1-6s+6s^2); logistic = 1/2 + tanh(x/2)/2
+    x = np.array([-1.0, 0.5, 2.0])
+    s = 1 / (1 + np.exp(-x))
+    a = sigma_taylor_coefficients("logistic", x, 3)
+    np.testing.assert_allclose(a[:, 3] * 6, s * (1 - s) * (1 - 6 * s + 6 * s * s), rtol=1e-12)
+    a0 = sigma_taylor_coefficients("logistic", np.array(0.0), 9)
+    at = sigma_taylor_coefficients("tanh", np.array(0.0), 9)
+    k = np.arange(10)
+    expect = at / 2 / 2.0**k
+    expect[0] += 0.5
+    np.testing.assert_allclose(a0, expect, atol=1e-16)
+    # complex expansion point agrees with the analytic derivative
+    z = np.array(0.3 + 0.4j)
+    act = get_activation("logistic")
+    np.testing.assert_allclose(sigma_taylor_coefficients("logistic", z, 2)[1], act.dsigma(z), rtol=1e-13)
+
+
+def test_lattice_pruned_equals_full_enumeration():
+    rng = np.random.default_rng(0)
+    lam = -rng.uniform(0.2, 3, 5) + 1j * rng.normal(size=5)
+    full = multi_indices(5, 4)[1:] @ lam
+    full = full[np.lexsort((-full.imag, -full.real))]
+    vals, deg = koopman_lattice(lam, 4, 20)
+    np.testing.assert_allclose(vals, full[:20], atol=1e-14)
+    vals_all, deg_all = koopman_lattice(lam, 4)
+    assert vals_all.size == full.size and deg_all.max() == 4 and deg_all.min() == 1
+
+
+def _eq(net, guess):
+    x = fsolve(net.vector_field, guess, xtol=1e-10)
+    for _ in range(3):  # Newton polish
+        x = x - np.linalg.solve(net.jacobian(x), net.vector_field(x))
+    assert np.max(np.abs(net.vector_field(x))) < 1e-12
+    return x
+
+
+@pytest.mark.parametrize(
+    "activation,W,theta,guess",
+    [
+        ("logistic", [[8, -1], [-1, 8]], [-3.5, -3.5], [3, 3]),
+        ("logistic", [[8, -1], [-1, 8]], [-3.5, -3.5], [4, -4]),
+        ("tanh", [[0.5, -1.2, 0.3], [0.9, 0.2, -0.4], [0.1, 0.7, -0.3]], [0.1, -0.2, 0.3], [0, 0, 0]),
+        ("cubic", [[1.0, 0.5], [-0.5, 0.8]], [0.2, -0.1], [0, 0]),
+    ],
+)
+def test_taylor_generator_eigenvalues_are_the_lattice(activation, W, theta, guess):
+    net = Network(W, theta, activation)
+    x = _eq(net, guess)
+    for D in (1, 3, 5):
+        tg = taylor_generator(net, x, D)
+        lam = np.linalg.eigvals(net.jacobian(x))
+        np.testing.assert_allclose(np.sort_complex(tg.principal_eigenvalues[0]), np.sort_complex(lam), atol=1e-12)
+        lattice = multi_indices(net.n_units, D) @ lam
+        err, _ = match_eigenvalues(lattice, tg.eigenvalues[0])
+        assert err.max() <= 1e-10
+        assert tg.lattice_error[0] <= 1e-10
+
+
+def test_taylor_principal_eigenfunctions_converge_with_degree():
+    net = Network([[8, -1], [-1, 8]], [-3.5, -3.5], "logistic")
+    x = _eq(net, [3, 3])
+    rng = np.random.default_rng(2)
+    pts = x + rng.uniform(-0.2, 0.2, (30, 2))
+    worst = []
+    for D in (2, 4, 6):
+        tg = taylor_generator(net, x, D)
+        r = max(residuals(tg.as_eigenfunction(m), tg.eigenvalues[0, m], net, pts, t=0.5).max for m in tg.principal_modes())
+        worst.append(r)
+    assert worst[0] > worst[1] > worst[2]
+    assert worst[2] < 1e-4
