@@ -1,0 +1,399 @@
+"""Tests of the equilibria engine against exact results (SCIENCE.md sections 1-3, 6)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+
+from koopnet import Network, NetworkBatch
+from koopnet._flags import EquilibriumType
+from koopnet.activations import get_activation
+from koopnet.equilibria import (
+    EquilibriumMethod,
+    EquilibriumSettings,
+    EquilibriumStatus,
+    chao1,
+    classify_equilibrium,
+    equilibria_dataset,
+    find_equilibria,
+    find_equilibria_batch,
+    is_feedforward,
+)
+
+FULL = EquilibriumSettings(exact_paths=False)
+
+
+def match(a: np.ndarray, b: np.ndarray, atol: float) -> bool:
+    """Same set of points (rows) up to order, within atol (max-norm)."""
+    if a.shape != b.shape:
+        return False
+    d = np.max(np.abs(a[:, None, :] - b[None, :, :]), axis=-1)
+    return bool(np.all(d.min(axis=1) <= atol) and np.all(d.min(axis=0) <= atol))
+
+
+def residual(net: Network, x: np.ndarray) -> np.ndarray:
+    return np.max(np.abs(net.vector_field(x)), axis=-1) / (1 + np.max(np.abs(x), axis=-1))
+
+
+# ------------------------------------------------------------------------ exact paths
+
+
+def test_poster_cubic_neuron_matches_numpy_roots():
+    # SCIENCE.md 2b: w = 8, theta = -4: roots -sqrt(6) (stable), 0 (unstable), sqrt(6) (stable)
+    r = find_equilibria(Network([[8.0]], [-4.0], "cubic"))
+    assert r.method == EquilibriumMethod.polynomial and r.status == EquilibriumStatus.ok
+    np.testing.assert_allclose(np.sort(r.x[:, 0]), [-np.sqrt(6), 0, np.sqrt(6)], atol=1e-12)
+    # stable first; p'(+-sqrt 6) = -2, p'(0) = 1
+    assert list(r.eq_type) == [EquilibriumType.stable_node] * 2 + [EquilibriumType.unstable_node]
+    np.testing.assert_allclose(r.jacobian_eigenvalues[:, 0].real, [-2, -2, 1], atol=1e-12)
+
+
+@pytest.mark.parametrize("w,theta", [(8.0, -4.0), (6.0, -2.5), (-3.0, 1.0), (12.0, -5.0), (2.0, 0.7)])
+def test_cubic_neuron_vs_numpy_roots(w, theta):
+    r = find_equilibria(Network([[w]], [theta], "cubic"))
+    z = np.roots([-w / 48, 0.0, w / 4 - 1, w / 2 + theta])
+    real = np.sort(z[np.abs(z.imag) < 1e-9].real)
+    np.testing.assert_allclose(np.sort(r.x[:, 0]), real, rtol=1e-12, atol=1e-12)
+    assert r.n_estimate == len(real) and r.n_estimate_se == 0
+
+
+@pytest.mark.parametrize("act", ["logistic", "tanh", "cubic"])
+def test_feedforward_forward_substitution(act):
+    rng = np.random.default_rng(5)
+    N = 7
+    W = np.tril(rng.normal(0, 1.5, (N, N)), k=-1)
+    theta = rng.normal(0, 1, N)
+    perm = rng.permutation(N)  # a DAG in disguise: P W P^T is not triangular
+    Wp, thp = W[np.ix_(perm, perm)], theta[perm]
+    sigma = get_activation(act).sigma
+    x = np.zeros(N)
+    for i in range(N):  # independent forward substitution
+        x[i] = theta[i] + W[i, :i] @ sigma(x[:i])
+    for Wm, th, ref in [(W, theta, x), (Wp, thp, x[perm])]:
+        r = find_equilibria(Network(Wm, th, act))
+        assert r.method == EquilibriumMethod.feedforward and r.n_equilibria == 1
+        np.testing.assert_allclose(r.x[0], ref, rtol=1e-13, atol=1e-13)
+        np.testing.assert_array_equal(r.jacobian_eigenvalues, -np.ones((1, N)))
+        assert r.eq_type[0] == EquilibriumType.stable_node and r.status == EquilibriumStatus.ok
+    assert is_feedforward(Wp) and not is_feedforward(W + np.triu(np.ones((N, N)), 1) * 0.1)
+
+
+def test_feedforward_search_finds_the_unique_equilibrium():
+    rng = np.random.default_rng(6)
+    W = np.tril(rng.normal(0, 3.0, (6, 6)), k=-1)
+    net = Network(W, rng.normal(0, 1, 6), "logistic")
+    exact = find_equilibria(net)
+    search = find_equilibria(net, FULL, seed=1)
+    assert search.method == EquilibriumMethod.newton and search.n_equilibria == 1
+    np.testing.assert_allclose(search.x, exact.x, atol=1e-10)
+
+
+def test_feedforward_cubic_overflow_is_flagged():
+    N = 12
+    W = np.diag(np.full(N - 1, 50.0), k=-1)
+    r = find_equilibria(Network(W, np.full(N, 3.0), "cubic"))
+    assert r.status == EquilibriumStatus.overflow and r.n_equilibria == 0
+
+
+def test_linear_network_unique_solution_and_spectrum():
+    rng = np.random.default_rng(7)
+    N = 6
+    W = rng.normal(0, 2.0, (N, N))
+    theta = rng.normal(0, 1, N)
+    r = find_equilibria(Network(W, theta, "linear"))
+    A = W / 4 - np.eye(N)
+    x = np.linalg.solve(A, -(W @ np.full(N, 0.5) + theta))
+    assert r.method == EquilibriumMethod.linear and r.n_equilibria == 1
+    np.testing.assert_allclose(r.x[0], x, rtol=1e-12, atol=1e-12)
+    ev = np.linalg.eigvals(W) / 4 - 1
+    np.testing.assert_allclose(np.sort_complex(r.jacobian_eigenvalues[0]), np.sort_complex(ev), atol=1e-12)
+    # SCIENCE.md 6: stable iff max Re eig W < 4
+    assert (r.n_stable == 1) == (np.max(np.linalg.eigvals(W).real) < 4)
+
+
+def test_linear_singular_is_flagged():
+    r = find_equilibria(Network(4.0 * np.eye(3), np.ones(3), "linear"))
+    assert r.status == EquilibriumStatus.singular and r.n_equilibria == 0
+    assert r.fraction_converged == 0.0
+
+
+# ------------------------------------------------------------------- search, theory
+
+
+def test_logistic_tanh_conjugacy():
+    # SCIENCE.md 1: logistic (W, theta) is tanh (W/4, W 1/4 + theta/2) with x = 2 y
+    rng = np.random.default_rng(11)
+    for W in [np.array([[8.0, -1.0], [-1.0, 8.0]]), rng.normal(0, 6.0, (3, 3))]:
+        theta = -W.sum(axis=1) / 2 + rng.normal(0, 0.3, W.shape[0])
+        lg = find_equilibria(Network(W, theta, "logistic"), seed=2)
+        th = find_equilibria(Network(W / 4, W.sum(axis=1) / 4 + theta / 2, "tanh"), seed=2)
+        assert lg.n_equilibria == th.n_equilibria >= 1
+        assert match(lg.x, 2 * th.x, 1e-9)
+        order = np.lexsort(lg.x.T[::-1])
+        order_t = np.lexsort(th.x.T[::-1])
+        np.testing.assert_allclose(
+            lg.jacobian_eigenvalues[order], th.jacobian_eigenvalues[order_t], atol=1e-9
+        )
+    assert lg.method == th.method == EquilibriumMethod.newton
+
+
+@pytest.mark.parametrize("act,scale", [("logistic", 3.8), ("tanh", 0.95)])
+def test_contraction_gives_exactly_one(act, scale):
+    rng = np.random.default_rng(12)
+    for k in range(3):
+        W = rng.normal(0, 1, (10, 10))
+        W *= scale / np.linalg.norm(W, 2)
+        r = find_equilibria(Network(W, rng.normal(0, 2, 10), act), FULL, seed=k)
+        assert r.contraction_certified
+        assert r.n_equilibria == 1 and r.n_stable == 1
+        assert r.n_estimate == 1.0 and r.n_estimate_se == 0.0
+        assert r.hits[0] == r.n_converged > 0.9 * r.n_starts
+
+
+def test_tanh_zero_input_odd_symmetric_count():
+    rng = np.random.default_rng(13)
+    for k, g in enumerate([1.5, 2.5, 3.0]):
+        N = 4
+        W = rng.normal(0, g / np.sqrt(N), (N, N))
+        r = find_equilibria(Network(W, np.zeros(N), "tanh"), seed=k)
+        assert r.n_equilibria % 2 == 1
+        assert np.min(np.max(np.abs(r.x), axis=1)) < 1e-12  # contains 0
+        assert match(r.x, -r.x, 1e-9)  # symmetric under x -> -x
+        # SCIENCE.md 6: x = 0 stable iff the spectral abscissa of W is < 1
+        zero = np.argmin(np.max(np.abs(r.x), axis=1))
+        stable0 = r.eq_type[zero] in (EquilibriumType.stable_node, EquilibriumType.stable_focus)
+        assert stable0 == (np.max(np.linalg.eigvals(W).real) < 1)
+
+
+def brute_force_2d(W: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """All equilibria of a 2-unit logistic network by a 1-D reduction and sign changes.
+
+    From f_1 = 0: sigma(x2) = (x1 - theta1 - W11 sigma(x1)) / W12, so x2 = logit(...) where the
+    right side is in (0, 1); then g(x1) = f_2(x1, x2(x1)) changes sign at every simple root.
+    """
+    s = get_activation("logistic").sigma
+    lo = theta[0] + min(W[0, 0], 0) + min(W[0, 1], 0)
+    hi = theta[0] + max(W[0, 0], 0) + max(W[0, 1], 0)
+
+    def x2_of(x1):
+        u = (x1 - theta[0] - W[0, 0] * s(x1)) / W[0, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where((u > 0) & (u < 1), np.log(u / (1 - u)), np.nan)
+
+    def g(x1):
+        x2 = x2_of(x1)
+        return -x2 + theta[1] + W[1, 0] * s(x1) + W[1, 1] * s(x2)
+
+    grid = np.linspace(lo - 1e-3 * np.pi, hi + 1e-3 * np.e, 400_001)  # no grid point on a root
+    v = g(grid)
+    roots = []
+    for i in np.flatnonzero(np.isfinite(v[:-1]) & np.isfinite(v[1:]) & (np.sign(v[:-1]) != np.sign(v[1:]))):
+        x1 = brentq(g, grid[i], grid[i + 1], xtol=1e-14, rtol=1e-15)
+        roots.append([x1, float(x2_of(x1))])
+    return np.array(roots).reshape(-1, 2)
+
+
+def test_two_units_match_brute_force():
+    rng = np.random.default_rng(14)
+    cases = [np.array([[8.0, -1.0], [-1.0, 8.0]])] + [rng.normal(0, 6.0, (2, 2)) for _ in range(5)]
+    total = 0
+    for k, W in enumerate(cases):
+        theta = -W.sum(axis=1) / 2 + rng.normal(0, 0.5, 2) * (k > 0)
+        net = Network(W, theta, "logistic")
+        ref = brute_force_2d(W, theta)
+        r = find_equilibria(net, seed=k)
+        assert match(r.x, ref, 1e-8), (k, r.x, ref)
+        total += len(ref)
+    assert total > len(cases)  # the cases include multistable networks (9 equilibria in the first)
+
+
+def test_lowrank_reduction_matches_full_search_and_1d_count():
+    rng = np.random.default_rng(15)
+    N = 8
+    u = rng.normal(0, 1, N)
+    v = u + rng.normal(0, 0.3, N)  # overlapping left/right vectors: multistable
+    W = 7.0 * np.outer(u, v) / (np.linalg.norm(u) * np.linalg.norm(v))
+    theta = rng.normal(0, 0.1, N)
+    net = Network(W, theta, "tanh")
+    low = find_equilibria(net, seed=1)
+    full = find_equilibria(net, FULL, seed=1)
+    assert low.method == EquilibriumMethod.lowrank and low.rank == 1
+    assert full.method == EquilibriumMethod.newton
+    assert match(low.x, full.x, 1e-8)
+    # independent 1-D count: kappa = s v_hat . tanh(theta + u_hat kappa)
+    uh, vh, s = u / np.linalg.norm(u), v / np.linalg.norm(v), 7.0
+    h = lambda k: -k + s * np.tanh(theta[None, :] + np.outer(k, uh)) @ vh
+    grid = np.linspace(-s * np.abs(vh).sum() - 1e-3 * np.pi, s * np.abs(vh).sum(), 200_001)
+    hv = h(grid)
+    n_sign = int(np.sum(np.sign(hv[:-1]) != np.sign(hv[1:])))
+    assert low.n_equilibria == n_sign >= 3
+    np.testing.assert_array_less(residual(net, low.x), 1e-14)
+
+
+def test_jacobian_eigenvalues_match_finite_differences():
+    rng = np.random.default_rng(16)
+    N = 5
+    W = rng.normal(0, 8 / np.sqrt(N), (N, N))
+    net = Network(W, -W.sum(axis=1) / 2, "logistic")
+    r = find_equilibria(net, seed=3)
+    assert r.n_equilibria >= 1
+    h = 1e-6
+    for x, ev in zip(r.x, r.jacobian_eigenvalues):
+        E = np.eye(N) * h
+        Jfd = (net.vector_field(x + E) - net.vector_field(x - E)).T / (2 * h)
+        ref = np.linalg.eigvals(Jfd)
+        d = np.abs(ev[:, None] - ref[None, :])
+        assert np.all(d.min(axis=1) < 1e-7) and np.all(d.min(axis=0) < 1e-7)
+        assert np.all(np.diff(ev.real) <= 0)  # sorted by real part descending
+
+
+def test_results_are_refined_and_classified():
+    rng = np.random.default_rng(17)
+    N = 6
+    W = rng.normal(0, 8 / np.sqrt(N), (N, N))
+    net = Network(W, -W.sum(axis=1) / 2, "logistic")
+    r = find_equilibria(net, seed=4)
+    np.testing.assert_array_less(r.residual, 1e-10)
+    np.testing.assert_allclose(residual(net, r.x), r.residual, rtol=0, atol=1e-15)
+    t, nu = classify_equilibrium(r.jacobian_eigenvalues)
+    np.testing.assert_array_equal(t, r.eq_type)
+    np.testing.assert_array_equal(nu, (r.jacobian_eigenvalues.real > 0).sum(axis=1))
+    assert r.hits.sum() == r.n_converged
+    stable = r.stable
+    assert not np.any(np.diff(stable.astype(int)) > 0)  # stable ones first
+
+
+def test_classification_cases():
+    ev = np.array(
+        [
+            [-1 + 2j, -1 - 2j, -3],  # stable focus
+            [-0.5, -1 + 2j, -1 - 2j],  # stable node (leading eigenvalue real)
+            [1.0, -1.0, -2.0],  # saddle, 1 unstable direction
+            [2.0, 1.0 + 1j, 1.0 - 1j],  # unstable focus (slowest growth complex)
+            [3.0, 2.0, 1.0],  # unstable node
+            [0.0, -1.0, -2.0],  # non-hyperbolic
+        ]
+    )
+    t, nu = classify_equilibrium(ev)
+    E = EquilibriumType
+    assert list(t) == [E.stable_focus, E.stable_node, E.saddle, E.unstable_focus, E.unstable_node, E.non_hyperbolic]
+    assert list(nu) == [0, 0, 1, 3, 3, 0]
+
+
+def test_chao1_formula():
+    est, se = chao1(np.array([1, 1, 1, 2, 2, 5]), 6)
+    n, f1, f2 = 12, 3, 2
+    a = (n - 1) / n
+    assert est == pytest.approx(6 + a * f1 * (f1 - 1) / (2 * (f2 + 1)), rel=1e-15)
+    q = f1 / f2
+    assert se == pytest.approx(np.sqrt(f2 * (a * q**2 / 2 + a**2 * q**3 + a**2 * q**4 / 4)), rel=1e-15)
+    assert chao1(np.array([10, 7]), 2) == (2.0, 0.0)  # no singletons: everything seen
+
+
+def test_deflation_finds_more_from_few_starts():
+    W = np.array([[8.0, -1.0], [-1.0, 8.0]])
+    net = Network(W, -W.sum(axis=1) / 2, "logistic")
+    few = EquilibriumSettings(n_starts=3)
+    plain = find_equilibria(net, few, seed=0)
+    defl = find_equilibria(net, EquilibriumSettings(n_starts=3, deflation_rounds=8, deflation_starts=3), seed=0)
+    assert defl.n_equilibria > plain.n_equilibria
+    assert match(plain.x, defl.x[: plain.n_equilibria], 1e-9) or defl.n_equilibria > plain.n_equilibria
+    np.testing.assert_array_less(residual(net, defl.x), 1e-10)
+    assert np.all(defl.hits[defl.hits == 0] == 0) and defl.hits.sum() == defl.n_converged
+    ref = brute_force_2d(W, -W.sum(axis=1) / 2)
+    d = np.max(np.abs(defl.x[:, None] - ref[None]), axis=-1)
+    assert np.all(d.min(axis=1) < 1e-8)  # every deflation find is a true equilibrium
+
+
+def test_no_convergence_is_flagged_not_raised():
+    rng = np.random.default_rng(18)
+    W = rng.normal(0, 4.0, (5, 5))
+    r = find_equilibria(Network(W, -W.sum(axis=1) / 2, "logistic"), EquilibriumSettings(max_iter=0), seed=0)
+    assert r.status == EquilibriumStatus.no_convergence and r.n_equilibria == 0
+    assert r.fraction_converged == 0.0
+
+
+# -------------------------------------------------------------- dataset and batching
+
+
+def _mixed_batch(N=6, B=5):
+    rng = np.random.default_rng(19)
+    W = rng.normal(0, 8 / np.sqrt(N), (B, N, N))
+    W[1] = np.tril(W[1], -1)  # feedforward
+    W[2] = 8 * np.outer(rng.normal(size=N), rng.normal(size=N)) / N  # rank 1
+    W[3] *= 0.1  # contraction
+    theta = -W.sum(axis=2) / 2
+    return NetworkBatch(W, theta, "logistic"), [101, 7, 33, 2**40 + 5, 0]
+
+
+def test_batch_equals_alone_bitwise():
+    batch, seeds = _mixed_batch()
+    st = EquilibriumSettings(n_starts=64)
+    ds = equilibria_dataset(batch, seeds, st)
+    methods = set(ds.equilibrium_method.values.tolist())
+    assert {EquilibriumMethod.newton, EquilibriumMethod.feedforward, EquilibriumMethod.lowrank} <= methods
+    for b in range(len(batch)):
+        one = equilibria_dataset(NetworkBatch(batch.W[b : b + 1], batch.theta[b : b + 1], "logistic"), [seeds[b]], st)
+        n = int(one.n_equilibria[0])
+        assert n == int(ds.n_equilibria[b])
+        for name, var in one.data_vars.items():
+            a, c = var.values[0], ds[name].values[b]
+            if "equilibrium" in var.dims:
+                a, c = a[:n], c[:n]
+            assert a.tobytes() == c.tobytes(), name
+        # padding beyond n is the fill value
+        assert np.all(np.isnan(ds.x_eq.values[b, n:])) and np.all(ds.eq_type.values[b, n:] == -1)
+    # a different batch order gives the same per-network bytes
+    perm = [4, 2, 0, 3, 1]
+    ds2 = equilibria_dataset(NetworkBatch(batch.W[perm], batch.theta[perm], "logistic"), [seeds[p] for p in perm], st)
+    for i, p in enumerate(perm):
+        n = int(ds.n_equilibria[p])
+        assert ds2.x_eq.values[i, :n].tobytes() == ds.x_eq.values[p, :n].tobytes()
+        assert ds2.jacobian_eigenvalues.values[i, :n].tobytes() == ds.jacobian_eigenvalues.values[p, :n].tobytes()
+
+
+def test_dataset_schema():
+    batch, seeds = _mixed_batch()
+    ds = equilibria_dataset(batch, seeds, EquilibriumSettings(n_starts=32))
+    required = {
+        "n_equilibria": ("network",),
+        "n_stable": ("network",),
+        "n_equilibria_estimate": ("network",),
+        "n_equilibria_estimate_se": ("network",),
+        "fraction_converged": ("network",),
+        "contraction_certified": ("network",),
+        "equilibrium_method": ("network",),
+        "equilibrium_status": ("network",),
+        "x_eq": ("network", "equilibrium", "unit"),
+        "eq_residual": ("network", "equilibrium"),
+        "eq_type": ("network", "equilibrium"),
+        "eq_hits": ("network", "equilibrium"),
+        "n_unstable_dims": ("network", "equilibrium"),
+        "jacobian_eigenvalues": ("network", "equilibrium", "mode"),
+    }
+    for name, dims in required.items():
+        assert ds[name].dims == dims, name
+    for name, var in ds.data_vars.items():
+        assert "long_name" in var.attrs and "units" in var.attrs, name
+    for name in ["eq_type", "equilibrium_method", "equilibrium_status", "contraction_certified"]:
+        assert len(ds[name].attrs["flag_values"]) == len(ds[name].attrs["flag_meanings"].split())
+    assert ds.jacobian_eigenvalues.dtype == np.complex128
+    assert ds.sizes["unit"] == ds.sizes["mode"] == batch.n_units
+    assert int(ds.contraction_certified[3]) == 1
+    n = ds.n_equilibria.values
+    for b in range(len(batch)):  # real entries are never NaN
+        assert np.all(np.isfinite(ds.x_eq.values[b, : n[b]]))
+        assert np.all(np.isfinite(ds.jacobian_eigenvalues.values[b, : n[b]]))
+    for name in ["n_equilibria_estimate", "n_equilibria_estimate_se", "fraction_converged"]:
+        assert np.all(np.isfinite(ds[name].values))
+
+
+def test_settings_from_config_section():
+    st = EquilibriumSettings(**{"n_starts": 16, "tol_residual": 1e-11, "box_halfwidth": 5.0})
+    assert st.n_starts == 16
+    r = find_equilibria_batch(
+        NetworkBatch(np.zeros((1, 3, 3)), np.ones((1, 3)), "cubic"), [0], st
+    )[0]
+    # W = 0 is feedforward: x = theta exactly
+    assert r.method == EquilibriumMethod.feedforward and np.array_equal(r.x, np.ones((1, 3)))
