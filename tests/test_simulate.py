@@ -90,6 +90,14 @@ def test_cubic_blow_up_flagged_at_exact_escape_time():
     tr2 = integrate(batch, [[[-5.0]]], 50.0)
     assert tr2.status[0, 0] == TrajectoryStatus.diverged and tr2.x_final[0, 0, 0] < -1e6
     assert abs(tr2.t_end[0, 0] - t_star) < 1e-5 * t_star
+    # far out the escape is almost immediate (first trial steps overflow): still 'diverged',
+    # at the exact time of reaching the end state, T(x0) - T(x_end) with
+    # T(x) = ln(x^2 / (x^2 - 13)) / 26 the remaining time to escape
+    x0 = np.array([40.0, 1e3, 1e5])
+    tr3 = integrate(batch, x0[None, :, None], 50.0)
+    assert np.all(tr3.status == TrajectoryStatus.diverged)
+    T = lambda x: np.log(x**2 / (x**2 - 13)) / 26  # noqa: E731
+    np.testing.assert_allclose(tr3.t_end[0], T(x0) - T(tr3.x_final[0, :, 0]), rtol=1e-5)
 
 
 def test_limit_cycle_is_unsettled():

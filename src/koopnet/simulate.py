@@ -355,7 +355,8 @@ def integrate(
             dy = _rms(x_new - y5)
             dk = _rms(f_new - k[5])
             rho = np.where(dy > 0, dk / np.where(dy > 0, dy, 1.0), 0.0)
-            h_next = np.where(rho > 0, np.minimum(h_next, _STAB_CAP / np.where(rho > 0, rho, 1.0)), h_next)
+            cap = accept & (rho > 0) & np.isfinite(rho)
+            h_next = np.where(cap, np.minimum(h_next, _STAB_CAP / np.where(cap, rho, 1.0)), h_next)
             # a clipped accepted step keeps at least the step size it was clipped from
             h = np.where(accept & hit, np.maximum(h_next, h), h_next)
             rejected_before = ~accept

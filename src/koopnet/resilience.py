@@ -1,0 +1,545 @@
+"""Resilience of the stable equilibria of rate networks (SCIENCE.md section 5, issue 5).
+
+Per stable equilibrium x* of dx/dt = -x + W sigma(x) + theta:
+
+* **stability margin** -max Re lambda(J(x*)), **return time** 1 / margin, **reactivity**
+  lambda_max((J + J^T) / 2) (the largest instantaneous growth rate of a perturbation);
+* **basin stability** (Menck et al., Nature Physics 2013): the fraction S of n random initial
+  conditions, uniform in a box, whose trajectory settles on x*, with standard error
+  sqrt(S (1 - S) / n); trajectories that diverge, never settle, or settle away from every
+  known stable equilibrium are counted apart;
+* **distance to tipping**: the smallest uniform input shift theta -> theta + delta 1, up or
+  down, at which x* disappears in a saddle-node (continuation until det J = 0, the fold
+  located by bisection, :mod:`koopnet._resilience_continuation`);
+* **structural robustness**: the mean fraction of units removed, one at a time in random
+  orders, before the state is lost (the network without the removed units, started from
+  the previous equilibrium restricted to the remaining units, no longer settles within
+  ``robustness_max_jump`` of it);
+* the **Gao-Barzel-Barabasi** reduction (Nature 2016) dx/dt = -x + theta_eff + beta_eff sigma(x),
+  beta_eff = sum_i s_in,i s_out,i / sum_ij W_ij, x_eff = sum_j s_out,j x_j / sum_j s_out,j
+  (theta_eff likewise), and the tipping shifts its 1-D saddle-node curve predicts, beside the
+  network's actual ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from ._flags import STABLE_TYPES, flag_attrs
+from ._random import stage_rng
+from ._resilience_continuation import TippingStatus, continue_to_tipping, jacobian_rows
+from .activations import Activation
+from .network import NetworkBatch
+from .simulate import UNASSIGNED, TrajectoryStatus, assign_to_equilibria, integrate
+
+__all__ = [
+    "ResilienceSettings",
+    "TippingStatus",
+    "stability_measures",
+    "basin_box",
+    "basin_stability",
+    "tipping_shifts",
+    "structural_robustness",
+    "gao_reduction",
+    "reduced_tipping_shifts",
+    "resilience_dataset",
+]
+
+
+@dataclass(frozen=True)
+class ResilienceSettings:
+    """Settings of the ``resilience`` stage (the keys of its config section)."""
+
+    n_initial_conditions: int = 200
+    """Random initial conditions per network for basin stability."""
+    box_widen: float = 0.1
+    """Bounded activations: the exact equilibrium box is widened by this fraction of its width on each side."""
+    box_halfwidth: float = 5.0
+    """Unbounded activations (linear, cubic): initial conditions in theta +- box_halfwidth (units of x)."""
+    t_max: float = 200.0
+    """Integration time limit for basin stability (unit time constants)."""
+    rtol: float = 1e-6
+    """Relative local error tolerance of the integrator."""
+    atol: float = 1e-9
+    """Absolute local error tolerance of the integrator (units of x)."""
+    settle_tol: float = 1e-8
+    """A trajectory has settled when max_i |f_i(x)| < settle_tol (units of x per time)."""
+    diverge_bound: float = 1e6
+    """A trajectory has diverged when max_i |x_i| exceeds this bound (units of x)."""
+    max_steps: int = 20000
+    """Integrator step attempts per trajectory before it counts as stalled."""
+    assign_tol: float = 1e-3
+    """A settled state belongs to an equilibrium within max-norm distance assign_tol * (1 + |x*|_inf)."""
+    tipping_max_shift: float = 10.0
+    """Largest uniform input shift |delta| scanned for a fold, each direction (units of theta)."""
+    tipping_initial_step: float = 0.05
+    """First continuation step in delta (units of theta)."""
+    tipping_max_step: float = 0.5
+    """Largest continuation step in delta (units of theta)."""
+    tipping_tol: float = 1e-9
+    """Length below which the bisection bracket of a fold is accepted (units of theta)."""
+    tipping_max_iter: int = 300
+    """Continuation attempts (accepted + rejected) per equilibrium and direction."""
+    newton_tol: float = 1e-10
+    """Newton corrector converged when max_i |f_i| is below this (units of x per time)."""
+    newton_max_iter: int = 8
+    """Newton iterations per continuation attempt."""
+    bifurcation_eig_tol: float = 1e-2
+    """A bracket ends in a fold or Hopf point only if the leading eigenvalue has |Re| below this (1/time)."""
+    robustness_orders: int = 8
+    """Random unit-removal orders per stable equilibrium."""
+    robustness_max_jump: float = 1.0
+    """After a removal the state survives if it settles within this max-norm distance of its previous value (units of x)."""
+    robustness_t_max: float = 100.0
+    """Integration time limit after each removal (unit time constants)."""
+
+    def __post_init__(self) -> None:
+        if self.n_initial_conditions < 1:
+            raise ValueError("n_initial_conditions must be >= 1")
+        if self.robustness_orders < 0:
+            raise ValueError("robustness_orders must be >= 0")
+        for name in ("t_max", "rtol", "atol", "settle_tol", "diverge_bound", "assign_tol",
+                     "tipping_max_shift", "tipping_initial_step", "tipping_max_step",
+                     "tipping_tol", "newton_tol", "robustness_max_jump", "robustness_t_max"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.box_widen < 0 or self.box_halfwidth <= 0:
+            raise ValueError("box_widen must be >= 0 and box_halfwidth > 0")
+
+
+# --------------------------------------------------------------------------- local measures
+def stability_measures(
+    W: np.ndarray, x_eq: np.ndarray, activation: Activation
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stability margin and reactivity of equilibria.
+
+    Parameters
+    ----------
+    W : array, shape (B, N, N)
+    x_eq : array, shape (B, E, N)
+        Equilibria, NaN rows for padding.
+    activation : Activation
+
+    Returns
+    -------
+    margin : array, shape (B, E)
+        -max Re lambda(J(x*)) (1/time); positive for stable equilibria; NaN on padding.
+    reactivity : array, shape (B, E)
+        Largest eigenvalue of (J + J^T) / 2 (1/time); NaN on padding.
+    """
+    B, E, N = x_eq.shape
+    margin = np.full((B, E), np.nan)
+    react = np.full((B, E), np.nan)
+    valid = np.all(np.isfinite(x_eq), axis=-1)
+    if valid.any():
+        bb, ee = np.nonzero(valid)
+        J = jacobian_rows(W[bb], activation, x_eq[bb, ee])
+        margin[bb, ee] = -np.max(np.linalg.eigvals(J).real, axis=-1)
+        react[bb, ee] = np.linalg.eigvalsh(0.5 * (J + J.transpose(0, 2, 1)))[:, -1]
+    return margin, react
+
+
+# --------------------------------------------------------------------------- basin stability
+def basin_box(batch: NetworkBatch, widen: float = 0.1, halfwidth: float = 5.0):
+    """Box of initial conditions for basin stability.
+
+    Bounded activations: the exact equilibrium box of SCIENCE.md section 3 (logistic
+    theta_i + [sum_j min(W_ij, 0), sum_j max(W_ij, 0)], tanh theta_i +- sum_j |W_ij|), widened
+    by ``widen`` times its width on each side (plus ``widen`` in absolute units so that
+    an isolated unit still gets a box). Unbounded: theta +- halfwidth.
+
+    Returns
+    -------
+    lower, upper : arrays, shape (B, N)
+    """
+    from .equilibria import search_box
+
+    lo, hi, exact = search_box(np.asarray(batch.W), np.asarray(batch.theta), batch.activation,
+                               halfwidth)
+    if exact:
+        pad = widen * (hi - lo) + widen
+        lo, hi = lo - pad, hi + pad
+    return lo, hi
+
+
+def basin_stability(
+    batch: NetworkBatch,
+    seeds: Sequence[int],
+    x_eq: np.ndarray,
+    stable: np.ndarray,
+    settings: ResilienceSettings | None = None,
+) -> dict[str, np.ndarray]:
+    """Basin stability of known stable equilibria from random initial conditions.
+
+    Initial conditions are uniform in :func:`basin_box`, drawn from
+    ``stage_rng(seed, "basin_stability")``, integrated with :func:`koopnet.simulate.integrate`
+    and assigned with :func:`koopnet.simulate.assign_to_equilibria`.
+
+    Parameters
+    ----------
+    batch : NetworkBatch
+    seeds : sequence of int, length B
+    x_eq : array, shape (B, E, N)
+        Known equilibria (NaN-padded).
+    stable : array of bool, shape (B, E)
+        Which entries are stable equilibria.
+    settings : ResilienceSettings
+
+    Returns
+    -------
+    dict with ``basin_stability``, ``basin_stability_se`` (B, E; NaN where not stable),
+    ``fraction_diverged``, ``fraction_unsettled``, ``fraction_stalled``,
+    ``fraction_unassigned`` (B,), ``box_lower``, ``box_upper`` (B, N), ``labels`` (B, M).
+    """
+    s = settings or ResilienceSettings()
+    B, N = len(batch), batch.n_units
+    M = s.n_initial_conditions
+    lo, hi = basin_box(batch, s.box_widen, s.box_halfwidth)
+    u = np.stack([stage_rng(int(seed), "basin_stability").random((M, N)) for seed in seeds])
+    x0 = lo[:, None, :] + (hi - lo)[:, None, :] * u
+    tr = integrate(batch, x0, s.t_max, rtol=s.rtol, atol=s.atol, settle_tol=s.settle_tol,
+                   diverge_bound=s.diverge_bound, max_steps=s.max_steps)
+    labels = assign_to_equilibria(tr.x_final, tr.status, x_eq, stable=stable, tol=s.assign_tol)
+    E = x_eq.shape[1]
+    counts = (labels[:, :, None] == np.arange(E)).sum(axis=1)
+    S = np.where(stable, counts / M, np.nan)
+    settled = tr.status == TrajectoryStatus.settled
+    return {
+        "basin_stability": S,
+        "basin_stability_se": np.sqrt(S * (1.0 - S) / M),
+        "fraction_diverged": np.mean(tr.status == TrajectoryStatus.diverged, axis=1),
+        "fraction_unsettled": np.mean(tr.status == TrajectoryStatus.unsettled, axis=1),
+        "fraction_stalled": np.mean(tr.status == TrajectoryStatus.stalled, axis=1),
+        "fraction_unassigned": np.mean(settled & (labels == UNASSIGNED), axis=1),
+        "box_lower": lo,
+        "box_upper": hi,
+        "labels": labels,
+    }
+
+
+# --------------------------------------------------------------------------- tipping
+def tipping_shifts(
+    batch: NetworkBatch,
+    x_eq: np.ndarray,
+    stable: np.ndarray,
+    settings: ResilienceSettings | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Uniform input shifts at which stable equilibria tip, in both directions.
+
+    Parameters
+    ----------
+    batch : NetworkBatch
+    x_eq : array, shape (B, E, N)
+    stable : array of bool, shape (B, E)
+    settings : ResilienceSettings
+
+    Returns
+    -------
+    shift_up, shift_down : arrays, shape (B, E)
+        delta > 0 and delta < 0 (units of theta); NaN unless the matching status is
+        ``fold`` or ``hopf``.
+    status_up, status_down : arrays of int8, shape (B, E)
+        :class:`TippingStatus` codes; -1 on padding, ``not_stable`` on unstable equilibria.
+    """
+    s = settings or ResilienceSettings()
+    B, E, N = x_eq.shape
+    valid = np.all(np.isfinite(x_eq), axis=-1)
+    shifts = np.full((2, B, E), np.nan)
+    status = np.full((2, B, E), -1, dtype=np.int8)
+    status[:, valid & ~stable] = TippingStatus.not_stable
+    bb, ee = np.nonzero(valid & stable)
+    if bb.size:
+        K = bb.size
+        W = np.concatenate([batch.W[bb], batch.W[bb]])
+        th = np.concatenate([batch.theta[bb], batch.theta[bb]])
+        x0 = np.concatenate([x_eq[bb, ee], x_eq[bb, ee]])
+        direction = np.concatenate([np.ones(K), -np.ones(K)])
+        sh, st, _ = continue_to_tipping(
+            W, th, batch.activation, x0, direction,
+            max_shift=s.tipping_max_shift, initial_step=s.tipping_initial_step,
+            max_step=s.tipping_max_step, tol=s.tipping_tol, max_iter=s.tipping_max_iter,
+            newton_tol=s.newton_tol, newton_max_iter=s.newton_max_iter,
+            bifurcation_eig_tol=s.bifurcation_eig_tol,
+        )
+        shifts[0, bb, ee], shifts[1, bb, ee] = sh[:K], sh[K:]
+        status[0, bb, ee], status[1, bb, ee] = st[:K], st[K:]
+    return shifts[0], shifts[1], status[0], status[1]
+
+
+# --------------------------------------------------------------------------- robustness
+def structural_robustness(
+    batch: NetworkBatch,
+    seeds: Sequence[int],
+    x_eq: np.ndarray,
+    stable: np.ndarray,
+    settings: ResilienceSettings | None = None,
+) -> np.ndarray:
+    """Mean fraction of units removed before a stable state is lost.
+
+    For each stable equilibrium and each of ``robustness_orders`` random orders (drawn per
+    network from ``stage_rng(seed, "robustness")``, shared by its equilibria) units are
+    removed one at a time (row and column of W, entry of theta). After each removal the
+    smaller network is integrated from the previous state restricted to the remaining units;
+    the state survives if it settles within ``robustness_max_jump`` (max-norm) of that start.
+    The count of survived removals (at most N - 1) over N, averaged over orders, is returned.
+
+    Returns
+    -------
+    array, shape (B, E)
+        Fraction of units (1); NaN where not a stable equilibrium or when
+        ``robustness_orders`` is 0.
+    """
+    s = settings or ResilienceSettings()
+    B, E, N = x_eq.shape
+    R = s.robustness_orders
+    out = np.full((B, E), np.nan)
+    valid = np.all(np.isfinite(x_eq), axis=-1) & stable
+    if R == 0:
+        return out
+    for b in range(B):  # one network at a time; its (equilibrium, order) pairs are batched
+        rng = stage_rng(int(seeds[b]), "robustness")
+        orders = np.stack([rng.permutation(N) for _ in range(R)])  # (R, N)
+        es = np.flatnonzero(valid[b])
+        if es.size == 0:
+            continue
+        S = es.size * R
+        order = np.tile(orders, (es.size, 1))  # (S, N), sequence i = (es[i // R], i % R)
+        keep = np.tile(np.arange(N), (S, 1))  # remaining units, in original order
+        x = np.repeat(x_eq[b, es], R, axis=0)  # (S, n)
+        survived = np.zeros(S, dtype=np.int64)
+        alive = np.arange(S)
+        Wb, thb = np.asarray(batch.W[b]), np.asarray(batch.theta[b])
+        for k in range(N - 1):
+            if alive.size == 0:
+                break
+            removed = order[alive, k]
+            mask = keep[alive] != removed[:, None]
+            n = N - k - 1
+            kp = keep[alive][mask].reshape(alive.size, n)
+            pos = np.broadcast_to(np.arange(N - k), mask.shape)[mask].reshape(alive.size, n)
+            xs = np.take_along_axis(x[alive], pos, axis=1)
+            sub = NetworkBatch(Wb[kp[:, :, None], kp[:, None, :]], thb[kp], batch.activation)
+            tr = integrate(sub, xs[:, None, :], s.robustness_t_max, rtol=s.rtol, atol=s.atol,
+                           settle_tol=s.settle_tol, diverge_bound=s.diverge_bound,
+                           max_steps=s.max_steps)
+            xn = tr.x_final[:, 0]
+            ok = (tr.status[:, 0] == TrajectoryStatus.settled) & (
+                np.max(np.abs(xn - xs), axis=1) <= s.robustness_max_jump
+            )
+            survived[alive[ok]] += 1
+            keep_new = np.zeros((S, n), dtype=np.int64)
+            keep_new[alive] = kp
+            keep = keep_new
+            x_new = np.zeros((S, n))
+            x_new[alive] = xn
+            x = x_new
+            alive = alive[ok]
+        out[b, es] = survived.reshape(es.size, R).mean(axis=1) / N
+    return out
+
+
+# --------------------------------------------------------------------------- Gao-Barzel-Barabasi
+def gao_reduction(W: np.ndarray, theta: np.ndarray, x_eq: np.ndarray):
+    """Gao-Barzel-Barabasi effective 1-D reduction.
+
+    Parameters
+    ----------
+    W : array, shape (B, N, N)
+    theta : array, shape (B, N)
+    x_eq : array, shape (B, E, N)
+
+    Returns
+    -------
+    beta_eff : array, shape (B,)
+        sum_i s_in,i s_out,i / sum_ij W_ij (NaN when sum_ij W_ij = 0).
+    theta_eff : array, shape (B,)
+        sum_j s_out,j theta_j / sum_j s_out,j.
+    x_eff : array, shape (B, E)
+        sum_j s_out,j x*_j / sum_j s_out,j.
+    """
+    s_in = W.sum(axis=2)
+    s_out = W.sum(axis=1)
+    total = W.sum(axis=(1, 2))
+    ok = total != 0
+    den = np.where(ok, total, 1.0)
+    beta = np.where(ok, (s_in * s_out).sum(axis=1) / den, np.nan)
+    theta_eff = np.where(ok, (s_out * theta).sum(axis=1) / den, np.nan)
+    x_eff = np.where(ok[:, None], (x_eq * s_out[:, None, :]).sum(axis=2) / den[:, None], np.nan)
+    return beta, theta_eff, x_eff
+
+
+def _reduced_folds(beta: float, activation: Activation) -> np.ndarray:
+    """Fold states of dx/dt = -x + theta + beta sigma(x): beta sigma'(x) = 1 (sorted)."""
+    name = activation.name
+    if not np.isfinite(beta):
+        return np.empty(0)
+    if name == "logistic" and beta > 4:
+        r = np.sqrt(1.0 - 4.0 / beta)
+        x = np.log((1 + r) / (1 - r))
+        return np.array([-x, x])
+    if name == "tanh" and beta > 1:
+        x = np.arctanh(np.sqrt(1.0 - 1.0 / beta))
+        return np.array([-x, x])
+    if name == "cubic" and (beta > 4 or beta < 0):
+        x = np.sqrt(4.0 - 16.0 / beta)
+        return np.array([-x, x])
+    return np.empty(0)
+
+
+def reduced_tipping_shifts(
+    beta_eff: np.ndarray, theta_eff: np.ndarray, x_eff: np.ndarray, activation: Activation
+):
+    """Tipping shifts predicted by the 1-D reduction for each reduced state.
+
+    The reduced equilibrium curve is theta(x) = x - beta sigma(x); a state x is stable where
+    1 - beta sigma'(x) > 0. The stable segment containing x_eff ends at folds x_f (where
+    beta sigma'(x_f) = 1); the predicted shift up (down) is theta(x_f) - theta_eff at the
+    segment's upper (lower) end.
+
+    Returns
+    -------
+    up, down : arrays, shape (B, E)
+        Predicted shifts (units of theta), NaN unless the matching status is ``fold``.
+    status_up, status_down : arrays of int8, shape (B, E)
+        ``fold``; ``no_fold_in_range`` when the segment is unbounded on that side;
+        ``not_stable`` when x_eff lies where the reduced dynamics are unstable;
+        ``continuation_failed`` when beta_eff is undefined (sum W = 0); -1 where x_eff is
+        NaN (padding).
+    """
+    B, E = x_eff.shape
+    up = np.full((B, E), np.nan)
+    down = np.full((B, E), np.nan)
+    st_up = np.full((B, E), -1, dtype=np.int8)
+    st_down = np.full((B, E), -1, dtype=np.int8)
+    for b in range(B):  # closed forms; B scalars
+        beta, th = beta_eff[b], theta_eff[b]
+        folds = _reduced_folds(beta, activation)
+        theta_of = lambda x: x - beta * activation.sigma(np.asarray(x, dtype=float))  # noqa: E731
+        for e in range(E):
+            xr_ = x_eff[b, e]
+            if np.isnan(beta):
+                st_up[b, e] = st_down[b, e] = TippingStatus.continuation_failed
+                continue
+            if np.isnan(xr_):
+                continue
+            if not (1.0 - beta * activation.dsigma(np.asarray(xr_)) > 0):
+                st_up[b, e] = st_down[b, e] = TippingStatus.not_stable
+                continue
+            above = folds[folds > xr_]
+            below = folds[folds < xr_]
+            if above.size:
+                up[b, e] = theta_of(above[0]) - th
+                st_up[b, e] = TippingStatus.fold
+            else:
+                st_up[b, e] = TippingStatus.no_fold_in_range
+            if below.size:
+                down[b, e] = theta_of(below[-1]) - th
+                st_down[b, e] = TippingStatus.fold
+            else:
+                st_down[b, e] = TippingStatus.no_fold_in_range
+    return up, down, st_up, st_down
+
+
+# --------------------------------------------------------------------------- stage
+def resilience_dataset(
+    batch: NetworkBatch,
+    seeds: Sequence[int],
+    settings: ResilienceSettings | None = None,
+    equilibria: xr.Dataset | None = None,
+) -> xr.Dataset:
+    """Stage function of the resilience half of the ``metrics`` rule.
+
+    Parameters
+    ----------
+    batch : NetworkBatch
+        B networks.
+    seeds : sequence of int, length B
+        Network seeds (basin initial conditions and removal orders are drawn from them).
+    settings : ResilienceSettings
+    equilibria : xr.Dataset
+        Output of :func:`koopnet.equilibria.equilibria_dataset`: ``x_eq(network,
+        equilibrium, unit)`` (NaN-padded) and ``eq_type(network, equilibrium)``
+        (:class:`koopnet._flags.EquilibriumType`, -1 padding).
+
+    Returns
+    -------
+    xr.Dataset
+        Dims ``network``, ``equilibrium``, ``unit``; see the variables' ``long_name``.
+    """
+    if equilibria is None:
+        raise ValueError("resilience_dataset needs the equilibria dataset")
+    s = settings or ResilienceSettings()
+    seeds = [int(v) for v in seeds]
+    B, N = len(batch), batch.n_units
+    if len(seeds) != B:
+        raise ValueError(f"need one seed per network: {len(seeds)} seeds for {B} networks")
+    x_eq = np.asarray(equilibria["x_eq"].transpose("network", "equilibrium", "unit").values,
+                      dtype=float)
+    eq_type = np.asarray(equilibria["eq_type"].transpose("network", "equilibrium").values)
+    if x_eq.shape[0] != B or x_eq.shape[2] != N:
+        raise ValueError(f"equilibria x_eq has shape {x_eq.shape}, expected ({B}, E, {N})")
+    valid = np.all(np.isfinite(x_eq), axis=-1) & (eq_type >= 0)
+    x_eq = np.where(valid[..., None], x_eq, np.nan)
+    stable = valid & np.isin(eq_type, [int(t) for t in STABLE_TYPES])
+
+    margin, react = stability_measures(np.asarray(batch.W), x_eq, batch.activation)
+    return_time = np.where(stable & (margin > 0), 1.0 / np.where(margin > 0, margin, 1.0), np.nan)
+    basin = basin_stability(batch, seeds, x_eq, stable, s)
+    up, down, st_up, st_down = tipping_shifts(batch, x_eq, stable, s)
+    robust = structural_robustness(batch, seeds, x_eq, stable, s)
+    beta, theta_eff, x_eff = gao_reduction(np.asarray(batch.W), np.asarray(batch.theta), x_eq)
+    x_eff = np.where(stable, x_eff, np.nan)
+    r_up, r_down, r_st_up, r_st_down = reduced_tipping_shifts(beta, theta_eff, x_eff,
+                                                              batch.activation)
+    # padding of x_eff for non-stable entries was NaN: give them the not_stable flag
+    for arr in (r_st_up, r_st_down):
+        arr[valid & ~stable] = TippingStatus.not_stable
+        arr[~valid] = -1
+    # nearest predicted tipping (signed): the smaller of |up|, |down|
+    nearest = np.where(
+        np.nan_to_num(np.abs(r_up), nan=np.inf) <= np.nan_to_num(np.abs(r_down), nan=np.inf),
+        r_up, r_down,
+    )
+
+    ne, nu = ("network", "equilibrium"), ("network", "unit")
+    tip = flag_attrs(TippingStatus, "")
+    fl = {k: tip[k] for k in ("flag_values", "flag_meanings")}
+    fl["flag_values"] = [-1] + fl["flag_values"]
+    fl["flag_meanings"] = "padding " + fl["flag_meanings"]
+
+    def flags(name):
+        return {"long_name": name, "units": "1", **fl}
+
+    data = {
+        "stability_margin": (ne, margin, {"long_name": "stability margin -max Re lambda(J) (NaN: padding)", "units": "1/time"}),
+        "return_time": (ne, return_time, {"long_name": "return time 1/stability margin of stable equilibria (NaN: not stable or padding)", "units": "time"}),
+        "reactivity": (ne, react, {"long_name": "reactivity lambda_max((J+J^T)/2) (NaN: padding)", "units": "1/time"}),
+        "basin_stability": (ne, basin["basin_stability"], {"long_name": "fraction of random initial conditions settling on the equilibrium (NaN: not stable or padding)", "units": "1"}),
+        "basin_stability_se": (ne, basin["basin_stability_se"], {"long_name": "standard error of basin stability sqrt(S(1-S)/n)", "units": "1"}),
+        "fraction_diverged": ("network", basin["fraction_diverged"], {"long_name": "fraction of basin initial conditions that diverged", "units": "1"}),
+        "fraction_unsettled": ("network", basin["fraction_unsettled"], {"long_name": "fraction of basin initial conditions unsettled at t_max", "units": "1"}),
+        "fraction_stalled": ("network", basin["fraction_stalled"], {"long_name": "fraction of basin initial conditions whose integration stalled (step budget or step underflow)", "units": "1"}),
+        "fraction_unassigned": ("network", basin["fraction_unassigned"], {"long_name": "fraction of basin initial conditions settled away from every known stable equilibrium", "units": "1"}),
+        "basin_box_lower": (nu, basin["box_lower"], {"long_name": "lower corner of the basin-stability box", "units": "1"}),
+        "basin_box_upper": (nu, basin["box_upper"], {"long_name": "upper corner of the basin-stability box", "units": "1"}),
+        "tipping_shift_up": (ne, up, {"long_name": "smallest uniform input increase at which the stable equilibrium folds or loses stability (NaN: see tipping_status_up)", "units": "1"}),
+        "tipping_shift_down": (ne, down, {"long_name": "smallest uniform input decrease (negative) at which the stable equilibrium folds or loses stability (NaN: see tipping_status_down)", "units": "1"}),
+        "tipping_status_up": (ne, st_up, flags("how the upward continuation ended")),
+        "tipping_status_down": (ne, st_down, flags("how the downward continuation ended")),
+        "robustness_units": (ne, robust, {"long_name": "mean fraction of units removed in random order before the stable state is lost (NaN: not stable or padding)", "units": "1"}),
+        "beta_eff": ("network", beta, {"long_name": "Gao-Barzel-Barabasi effective coupling sum s_in s_out / sum W (NaN: sum W = 0)", "units": "1"}),
+        "theta_eff": ("network", theta_eff, {"long_name": "effective input sum s_out theta / sum s_out", "units": "1"}),
+        "x_eff": (ne, x_eff, {"long_name": "effective state sum s_out x* / sum s_out of stable equilibria", "units": "1"}),
+        "beta_eff_tipping_up": (ne, r_up, {"long_name": "input increase at which the 1-D reduction predicts tipping (NaN: see beta_eff_tipping_status_up)", "units": "1"}),
+        "beta_eff_tipping_down": (ne, r_down, {"long_name": "input decrease (negative) at which the 1-D reduction predicts tipping (NaN: see beta_eff_tipping_status_down)", "units": "1"}),
+        "beta_eff_tipping": (ne, nearest, {"long_name": "signed nearest tipping shift predicted by the 1-D reduction (NaN: no predicted fold, see statuses)", "units": "1"}),
+        "beta_eff_tipping_status_up": (ne, r_st_up, flags("1-D reduction prediction, upward")),
+        "beta_eff_tipping_status_down": (ne, r_st_down, flags("1-D reduction prediction, downward")),
+    }
+    ds = xr.Dataset({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in data.items()})
+    ds.attrs["resilience_n_initial_conditions"] = s.n_initial_conditions
+    return ds

@@ -1,0 +1,247 @@
+"""Tests of koopnet.resilience against exact 1-D and mean-field results (SCIENCE.md section 5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.optimize import brentq
+
+from koopnet import NetworkBatch
+from koopnet._flags import EquilibriumType
+from koopnet.activations import get_activation
+from koopnet.resilience import (
+    ResilienceSettings,
+    TippingStatus,
+    basin_stability,
+    resilience_dataset,
+    stability_measures,
+    tipping_shifts,
+)
+
+LOGISTIC = get_activation("logistic")
+
+
+def roots_1d(beta, theta, act=LOGISTIC):
+    """All real roots of -x + beta sigma(x) + theta (bracketed on a fine grid, then brentq)."""
+    g = lambda x: -x + beta * act.sigma(np.asarray(x, dtype=float)) + theta  # noqa: E731
+    span = abs(beta) + abs(theta) + 5
+    xs = np.linspace(-span, span, 200001)
+    gv = g(xs)
+    idx = np.flatnonzero(np.sign(gv[:-1]) != np.sign(gv[1:]))
+    return np.array([brentq(g, xs[i], xs[i + 1], xtol=1e-14) for i in idx])
+
+
+def equilibria_ds(x_eq_list, types_list, N):
+    """An equilibria dataset (the koopnet.equilibria contract) from known equilibria."""
+    B = len(x_eq_list)
+    E = max(len(x) for x in x_eq_list)
+    x_eq = np.full((B, E, N), np.nan)
+    eq_type = np.full((B, E), -1, dtype=np.int64)
+    for b, (xs, ts) in enumerate(zip(x_eq_list, types_list)):
+        order = np.argsort([0 if t in (0, 1) else 1 for t in ts], kind="stable")  # stable first
+        x_eq[b, : len(xs)] = np.asarray(xs)[order]
+        eq_type[b, : len(ts)] = np.asarray(ts)[order]
+    return xr.Dataset({
+        "x_eq": (("network", "equilibrium", "unit"), x_eq),
+        "eq_type": (("network", "equilibrium"), eq_type),
+    })
+
+
+def one_d_equilibria(beta, theta, N=1):
+    """Synchronous equilibria x 1 of the mean-field (or 1-D) logistic network, with types."""
+    r = roots_1d(beta, theta)
+    slope = -1 + beta * LOGISTIC.dsigma(r)
+    types = [EquilibriumType.stable_node if s < 0 else EquilibriumType.saddle for s in slope]
+    return [np.full(N, v) for v in r], [int(t) for t in types], r, slope
+
+
+def fold_thetas(beta):
+    """Saddle-node curve beta = 2 + 2 cosh x, theta = x - 1 - e^x: fold thetas (low, high state)."""
+    xf = np.arccosh(beta / 2 - 1)
+    # the low (x < 0) state dies at x = -xf when theta rises; the high state at x = +xf
+    return (-xf) - 1 - np.exp(-xf), xf - 1 - np.exp(xf)
+
+
+def test_basin_stability_1d_split_at_unstable_root():
+    beta, theta = 8.0, -3.5
+    xs, types, r, slope = one_d_equilibria(beta, theta)
+    assert len(r) == 3
+    u = r[1]  # unstable root: the basin boundary
+    ds = equilibria_ds([xs], [types], 1)
+    stable = np.isin(ds.eq_type.values, [0, 1])
+    s = ResilienceSettings(n_initial_conditions=1000)
+    batch = NetworkBatch([[[beta]]], [[theta]], "logistic")
+    res = basin_stability(batch, [7], ds.x_eq.values, stable, s)
+    lo, hi = res["box_lower"][0, 0], res["box_upper"][0, 0]
+    # exact box of SCIENCE.md 3: theta + [0, beta], widened by 10 % of its width + 0.1
+    np.testing.assert_allclose([lo, hi], [theta - 0.9, theta + beta + 0.9], rtol=0, atol=1e-12)
+    expected_low = (u - lo) / (hi - lo)
+    S = res["basin_stability"][0]
+    se = res["basin_stability_se"][0]
+    low = int(np.argmin(ds.x_eq.values[0, :2, 0]))
+    assert abs(S[low] - expected_low) < 3 * se[low]
+    assert abs(S[1 - low] - (1 - expected_low)) < 3 * se[1 - low]
+    assert S[low] + S[1 - low] == 1.0
+    assert np.isnan(S[2])  # the saddle gets no basin stability
+    assert res["fraction_diverged"][0] == res["fraction_unsettled"][0] == 0.0
+    assert res["fraction_unassigned"][0] == 0.0
+    # stronger, per initial condition: the label is fixed by the side of u
+    from koopnet._random import stage_rng
+
+    x0 = lo + (hi - lo) * stage_rng(7, "basin_stability").random((1000, 1))[:, 0]
+    want = np.where(x0 < u, low, 1 - low)
+    np.testing.assert_array_equal(res["labels"][0], want)
+
+
+@pytest.mark.parametrize("beta", [4.5, 6.0, 8.0, 12.0])
+def test_tipping_locates_saddle_node_curve(beta):
+    th_low_dies, th_high_dies = fold_thetas(beta)
+    batch_list, eqs = [], []
+    thetas = [th_high_dies + 0.2 * (th_low_dies - th_high_dies),
+              th_high_dies + 0.8 * (th_low_dies - th_high_dies)]  # inside the bistable range
+    for theta in thetas:
+        xs, types, r, _ = one_d_equilibria(beta, theta)
+        assert len(r) == 3
+        eqs.append((xs, types))
+    batch = NetworkBatch(np.full((2, 1, 1), beta), np.array(thetas)[:, None], "logistic")
+    ds = equilibria_ds([e[0] for e in eqs], [e[1] for e in eqs], 1)
+    stable = np.isin(ds.eq_type.values, [0, 1])
+    up, down, st_up, st_down = tipping_shifts(batch, ds.x_eq.values, stable)
+    for b, theta in enumerate(thetas):
+        x = ds.x_eq.values[b, :2, 0]
+        lowi, highi = int(np.argmin(x)), int(np.argmax(x))
+        # low state tips upward at the fold theta; the high state downward
+        assert st_up[b, lowi] == TippingStatus.fold and st_down[b, highi] == TippingStatus.fold
+        assert abs(up[b, lowi] - (th_low_dies - theta)) < 1e-6
+        assert abs(down[b, highi] - (th_high_dies - theta)) < 1e-6
+        # the other directions never fold (sigma saturates): flagged, never a silent NaN
+        assert st_down[b, lowi] == TippingStatus.no_fold_in_range and np.isnan(down[b, lowi])
+        assert st_up[b, highi] == TippingStatus.no_fold_in_range and np.isnan(up[b, highi])
+        assert st_up[b, 2] == st_down[b, 2] == TippingStatus.not_stable
+
+
+def test_mean_field_reduces_to_1d_problem():
+    N, J0, theta0 = 10, 9.0, -4.2
+    W = np.full((N, N), J0 / N)
+    xs, types, r, slope = one_d_equilibria(J0, theta0, N)
+    assert len(r) == 3
+    ds = equilibria_ds([xs], [types], N)
+    batch = NetworkBatch(W[None], np.full((1, N), theta0), "logistic")
+    s = ResilienceSettings(n_initial_conditions=40, robustness_orders=3)
+    out = resilience_dataset(batch, [3], s, ds)
+    x_sorted = ds.x_eq.values[0, :, 0]
+    sl = -1 + J0 * LOGISTIC.dsigma(x_sorted)
+    # margins: J = -I + (J0/N) 1 1^T diag(sigma') has eigenvalues -1 (N-1 times), -1 + J0 sigma'
+    np.testing.assert_allclose(out.stability_margin.values[0], -np.maximum(sl, -1.0), atol=1e-12)
+    # GBB: beta_eff = J0, theta_eff = theta0, x_eff = synchronous value, all exactly
+    np.testing.assert_allclose(out.beta_eff.values[0], J0, rtol=1e-14)
+    np.testing.assert_allclose(out.theta_eff.values[0], theta0, rtol=1e-14)
+    st = np.isin(ds.eq_type.values[0], [0, 1])
+    np.testing.assert_allclose(out.x_eff.values[0, st], x_sorted[st], rtol=1e-13)
+    # tipping of the N-dim network = 1-D saddle-node curve = the reduction's prediction
+    th_low_dies, th_high_dies = fold_thetas(J0)
+    lowi = int(np.argmin(np.where(st, x_sorted, np.inf)))
+    highi = int(np.argmax(np.where(st, x_sorted, -np.inf)))
+    assert abs(out.tipping_shift_up.values[0, lowi] - (th_low_dies - theta0)) < 1e-6
+    assert abs(out.tipping_shift_down.values[0, highi] - (th_high_dies - theta0)) < 1e-6
+    np.testing.assert_allclose(out.beta_eff_tipping_up.values[0, lowi], th_low_dies - theta0,
+                               atol=1e-12)
+    np.testing.assert_allclose(out.beta_eff_tipping_down.values[0, highi],
+                               th_high_dies - theta0, atol=1e-12)
+    assert out.beta_eff_tipping_status_down.values[0, lowi] == TippingStatus.no_fold_in_range
+    # robustness: removing k units leaves a mean-field network with J0 (N - k) / N, whatever
+    # the order; the state survives while the synchronous 1-D flow from its previous value
+    # settles within max_jump of it
+    for e in (lowi, highi):
+        x_prev, survived = x_sorted[e], 0
+        for k in range(1, N):
+            rk = roots_1d(J0 * (N - k) / N, theta0)
+            stab = rk[-1 + J0 * (N - k) / N * LOGISTIC.dsigma(rk) < 0]
+            unst = rk[-1 + J0 * (N - k) / N * LOGISTIC.dsigma(rk) > 0]
+            # the stable root between the unstable roots that bracket x_prev
+            lo_u = unst[unst < x_prev].max(initial=-np.inf)
+            hi_u = unst[unst > x_prev].min(initial=np.inf)
+            x_new = stab[(stab > lo_u) & (stab < hi_u)][0]
+            if abs(x_new - x_prev) > s.robustness_max_jump:
+                break
+            survived, x_prev = survived + 1, x_new
+        np.testing.assert_allclose(out.robustness_units.values[0, e], survived / N, atol=1e-15)
+    assert np.isnan(out.robustness_units.values[0, 2])  # saddle
+
+
+def test_margins_match_jacobian_spectra_and_batch_invariance():
+    from koopnet.equilibria import EquilibriumSettings, equilibria_dataset
+
+    rng = np.random.default_rng(5)
+    B, N = 3, 4
+    W = rng.normal(0.0, 7.0 / np.sqrt(N), (B, N, N))
+    theta = -W.sum(axis=2) / 2
+    batch = NetworkBatch(W, theta, "logistic")
+    seeds = [11, 12, 13]
+    eq = equilibria_dataset(batch, seeds, EquilibriumSettings(n_starts=64))
+    s = ResilienceSettings(n_initial_conditions=30, robustness_orders=2)
+    out = resilience_dataset(batch, seeds, s, eq)
+    ev = eq.jacobian_eigenvalues.values
+    valid = eq.eq_type.values >= 0
+    np.testing.assert_allclose(out.stability_margin.values[valid],
+                               -np.nanmax(ev.real, axis=-1)[valid], rtol=1e-9, atol=1e-12)
+    assert np.all(np.isnan(out.stability_margin.values[~valid]))
+    # numerical range contains the spectrum: reactivity >= max Re lambda
+    assert np.all(out.reactivity.values[valid] >= -out.stability_margin.values[valid] - 1e-12)
+    stable = np.isin(eq.eq_type.values, [0, 1])
+    assert stable.any()
+    np.testing.assert_allclose(out.return_time.values[stable],
+                               1 / out.stability_margin.values[stable], rtol=1e-15)
+    # basin fractions add up
+    tot = (np.nansum(out.basin_stability.values, axis=1) + out.fraction_diverged.values
+           + out.fraction_unsettled.values + out.fraction_stalled.values
+           + out.fraction_unassigned.values)
+    np.testing.assert_allclose(tot, 1.0, atol=1e-12)
+    # every variable documented; flags carry CF attributes; no undocumented NaN
+    for name, var in out.data_vars.items():
+        assert "long_name" in var.attrs and "units" in var.attrs, name
+        assert var.dims[0] == "network"
+        if "status" in name:
+            assert var.attrs["flag_values"][0] == -1 and "fold" in var.attrs["flag_meanings"]
+    for d in ("up", "down"):
+        nan = np.isnan(out[f"tipping_shift_{d}"].values)
+        st = out[f"tipping_status_{d}"].values
+        assert np.all(np.isin(st[nan], [-1, 2, 3, 4]))
+        assert np.all(np.isin(st[~nan], [0, 1]))
+    # bitwise identical alone and in the batch
+    for b in range(B):
+        one = resilience_dataset(
+            NetworkBatch(W[b : b + 1], theta[b : b + 1], "logistic"), seeds[b : b + 1], s,
+            eq.isel(network=slice(b, b + 1)),
+        )
+        xr.testing.assert_identical(one.isel(network=0), out.isel(network=b))
+
+
+def test_linear_activation_has_no_fold_and_cubic_divergence_counted():
+    # linear: one globally stable equilibrium (max Re eig W < 4), no fold in any direction
+    W = np.array([[[1.0, -2.0], [0.5, 1.0]]])
+    theta = np.array([[0.3, -0.2]])
+    A = W[0] / 4 - np.eye(2)
+    x_star = np.linalg.solve(A, -(W[0] @ [0.5, 0.5] + theta[0]))
+    ds = equilibria_ds([[x_star]], [[int(EquilibriumType.stable_focus)]], 2)
+    s = ResilienceSettings(n_initial_conditions=20, robustness_orders=1, tipping_max_shift=3.0)
+    out = resilience_dataset(NetworkBatch(W, theta, "linear"), [1], s, ds)
+    assert out.tipping_status_up.values[0, 0] == TippingStatus.no_fold_in_range
+    assert out.tipping_status_down.values[0, 0] == TippingStatus.no_fold_in_range
+    assert out.basin_stability.values[0, 0] == 1.0
+    np.testing.assert_allclose(out.stability_margin.values[0, 0],
+                               -np.max(np.linalg.eigvals(A).real), rtol=1e-12)
+    # cubic, w = -48, theta = 24: p(x) = x^3 - 13 x; 0 stable, basin (-sqrt 13, sqrt 13);
+    # box theta +- 30 = [-6, 54]: the rest of the box diverges
+    ds = equilibria_ds([[[0.0], [np.sqrt(13)], [-np.sqrt(13)]]], [[0, 2, 2]], 1)
+    s = ResilienceSettings(n_initial_conditions=400, box_halfwidth=30.0, robustness_orders=0)
+    out = resilience_dataset(NetworkBatch([[[-48.0]]], [[24.0]], "cubic"), [2], s, ds)
+    p_in = 2 * np.sqrt(13) / 60
+    S, se = out.basin_stability.values[0, 0], out.basin_stability_se.values[0, 0]
+    assert abs(S - p_in) < 3 * se
+    np.testing.assert_allclose(out.fraction_diverged.values[0], 1 - S, atol=1e-12)
+    # the reduction: beta_eff = w; cubic folds where w sigma'(x) = 1
+    assert out.beta_eff.values[0] == -48.0
+    # margin of x = 0: -p'(0) = 13
+    np.testing.assert_allclose(out.stability_margin.values[0, 0], 13.0, rtol=1e-12)
