@@ -7,20 +7,13 @@ with per-network centres and scales broadcast over the leading axes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from ._common import multi_indices
 
 __all__ = ["MonomialDictionary", "GaussianRBFDictionary"]
-
-
-def _excl_prod(G: np.ndarray) -> np.ndarray:
-    """prod_{l != n} G[..., l] for every n, without division (shape of G)."""
-    ones = np.ones_like(G[..., :1])
-    left = np.cumprod(np.concatenate([ones, G[..., :-1]], axis=-1), axis=-1)
-    right = np.cumprod(np.concatenate([ones, G[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
-    return left * right
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,21 +47,36 @@ class MonomialDictionary:
         """K, number of dictionary functions."""
         return self.exponents.shape[0]
 
-    def _powers(self, x):
-        z = (np.asarray(x) - np.asarray(self.center)) / np.asarray(self.scale)
-        p = np.arange(self.degree + 1)
-        P = z[..., None] ** p  # (..., M, N, D+1)
-        dP = np.zeros_like(P)
-        dP[..., 1:] = p[1:] * P[..., :-1]
-        dP = dP / np.asarray(self.scale)[..., None] if np.ndim(self.scale) else dP / self.scale
-        return P, dP
+    def _scaled(self, x):
+        scale = np.asarray(self.scale, dtype=float)
+        z = (np.asarray(x) - np.asarray(self.center)) / scale
+        inv_s = np.broadcast_to(1.0 / scale, z.shape[-1:]) if scale.ndim <= 1 else 1.0 / scale
+        return z, inv_s
+
+    def _build(self, x, fx=None):
+        """Columns by the graded recursion psi_alpha = psi_parent * z_n (and its product rule)."""
+        z, inv_s = self._scaled(x)
+        parent, var = _monomial_tree(self.n_units, self.degree)
+        K = parent.size
+        lead = z.shape[:-1]
+        vals = np.empty((K, *lead), dtype=z.dtype)
+        vals[0] = 1.0
+        zt = np.moveaxis(z, -1, 0)  # (N, ..., M)
+        if fx is not None:
+            rate = np.moveaxis(np.asarray(fx) * inv_s, -1, 0)  # dz_n/dt, (N, ..., M)
+            ders = np.empty_like(vals)
+            ders[0] = 0.0
+        for a in range(1, K):
+            p, n = parent[a], var[a]
+            vals[a] = vals[p] * zt[n]
+            if fx is not None:
+                ders[a] = ders[p] * zt[n] + vals[p] * rate[n]
+        out = ders if fx is not None else vals
+        return np.moveaxis(out, 0, -1).copy()
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """Psi(x), shape (..., M, K) for x of shape (..., M, N)."""
-        P, _ = self._powers(x)
-        alpha = self.exponents
-        G = P[..., np.arange(self.n_units)[None, :], alpha]  # (..., M, K, N)
-        return np.prod(G, axis=-1)
+        return self._build(x)
 
     def generator(self, x: np.ndarray, fx: np.ndarray) -> np.ndarray:
         """dPsi(x) = grad Psi(x) . f(x), shape (..., M, K) (units 1/tau).
@@ -78,12 +86,22 @@ class MonomialDictionary:
         x, fx : arrays, shape (..., M, N)
             States and the vector field there.
         """
-        P, dP = self._powers(x)
-        alpha = self.exponents
-        cols = np.arange(self.n_units)[None, :]
-        G = P[..., cols, alpha]
-        Gd = dP[..., cols, alpha]
-        return np.sum(Gd * _excl_prod(G) * np.asarray(fx)[..., None, :], axis=-1)
+        return self._build(x, fx)
+
+
+@lru_cache(maxsize=64)
+def _monomial_tree(n: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each graded multi-index alpha (|alpha| >= 1): parent index alpha - e_n and n (first nonzero)."""
+    alpha = multi_indices(n, degree)
+    index = {tuple(a): k for k, a in enumerate(alpha)}
+    parent = np.zeros(alpha.shape[0], dtype=np.int64)
+    var = np.zeros(alpha.shape[0], dtype=np.int64)
+    for k in range(1, alpha.shape[0]):
+        v = int(np.flatnonzero(alpha[k])[0])
+        b = alpha[k].copy()
+        b[v] -= 1
+        parent[k], var[k] = index[tuple(b)], v
+    return parent, var
 
 
 @dataclass(frozen=True, eq=False)

@@ -88,24 +88,23 @@ def gedmd(
     GedmdResult
     """
     X = np.asarray(samples, dtype=float)
-    Psi = dictionary.evaluate(X)
-    dPsi = dictionary.generator(X, vector_field(X))
-    # SVD least squares, batched (better conditioned than the normal equations)
-    U, s, Vh = np.linalg.svd(Psi, full_matrices=False)
+    # [Psi | dPsi] = Q R: the least-squares problem and all residual norms live in the small R
+    R = _aug_r(dictionary, vector_field, X)
+    K = R.shape[-1] // 2
+    A, Bm = R[..., :K], R[..., K:]
+    U, s, Vh = np.linalg.svd(A, full_matrices=False)
     keep = s > rcond * s[..., :1]
     inv_s = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
-    L = np.swapaxes(Vh, -1, -2) @ (inv_s[..., :, None] * (np.swapaxes(U, -1, -2) @ dPsi))
+    L = np.swapaxes(Vh, -1, -2) @ (inv_s[..., :, None] * (np.swapaxes(U, -1, -2) @ Bm))
     ev, vec = np.linalg.eig(L)
     order = np.lexsort((-ev.imag, -ev.real), axis=-1)
     ev = np.take_along_axis(ev, order, axis=-1)
     vec = np.take_along_axis(vec, order[..., None, :], axis=-1)
-    Xt = X if test_samples is None else np.asarray(test_samples, dtype=float)
-    Psi_t = dictionary.evaluate(Xt)
-    dPsi_t = dictionary.generator(Xt, vector_field(Xt))
-    phi = Psi_t @ vec  # (B, M', K)
-    uphi = dPsi_t @ vec
-    num = np.sqrt(np.mean(np.abs(uphi - ev[..., None, :] * phi) ** 2, axis=-2))
-    den = np.sqrt(np.mean(np.abs(phi) ** 2, axis=-2))
+    Rt = R if test_samples is None else _aug_r(dictionary, vector_field, np.asarray(test_samples, dtype=float))
+    # ||dPsi v - lambda Psi v|| = ||Rt [-lambda v; v]||, ||Psi v|| = ||Rt[:, :K] v|| (same 1/sqrt(M) factor)
+    w = np.concatenate([-ev[..., None, :] * vec, vec], axis=-2)  # (B, 2K, K)
+    num = np.linalg.norm(_real_matmul(Rt, w), axis=-2)
+    den = np.linalg.norm(_real_matmul(Rt[..., :K], vec), axis=-2)
     with np.errstate(divide="ignore", invalid="ignore"):
         res = np.where(den > 0, num / den, np.inf)
     res = np.where(np.isfinite(res), res, np.inf)
@@ -118,6 +117,17 @@ def gedmd(
         rank=keep.sum(axis=-1),
         dictionary=dictionary,
     )
+
+
+def _aug_r(dictionary, vector_field, X):
+    """R factor of [Psi(X) | dPsi(X)], shape (B, min(M, 2K), 2K)."""
+    aug = np.concatenate([dictionary.evaluate(X), dictionary.generator(X, vector_field(X))], axis=-1)
+    return np.linalg.qr(aug, mode="r")
+
+
+def _real_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for real a and complex b without upcasting a."""
+    return (a @ b.real) + 1j * (a @ b.imag)
 
 
 def sample_box(rng: np.random.Generator, center: np.ndarray, half_width: float | np.ndarray, n: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from ._common import (
 from ._cubic import polynomial_neuron_family
 from ._dictionaries import GaussianRBFDictionary, MonomialDictionary
 from ._feedforward import feedforward_family, feedforward_order
-from ._gedmd import gedmd, integrate_rk4, sample_basin, sample_trajectories
+from ._gedmd import gedmd, sample_basin, sample_trajectories
 from ._linear import linear_family
 from ._residuals import residuals
 from ._taylor import _taylor_matrices, koopman_lattice
@@ -92,6 +92,8 @@ class SpectraSettings:
         ``basin`` sampling draws pool_factor (n_samples + n_test) candidates.
     gedmd_basin_time : float
         Integration horizon deciding basin membership (units of tau).
+    gedmd_basin_dt : float
+        Fixed RK4 step of that integration (units of tau).
     gedmd_trajectory_dt : float
         Time between recorded states for ``trajectories`` sampling (units of tau).
     gedmd_trajectory_length : int
@@ -116,11 +118,12 @@ class SpectraSettings:
     gedmd_rbf_centers: int = 200
     gedmd_rbf_width: float = 0.5
     gedmd_sampling: str = "basin"
-    gedmd_n_samples: int = 1500
+    gedmd_n_samples: int = 1000
     gedmd_n_test: int = 500
     gedmd_box_half_width: float = 1.0
-    gedmd_pool_factor: float = 3.0
-    gedmd_basin_time: float = 40.0
+    gedmd_pool_factor: float = 2.0
+    gedmd_basin_time: float = 30.0
+    gedmd_basin_dt: float = 0.2
     gedmd_trajectory_dt: float = 0.1
     gedmd_trajectory_length: int = 10
     gedmd_spurious_threshold: float = 1e-2
@@ -385,7 +388,7 @@ def _gedmd_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable
             draws = np.stack([r.uniform(-1.0, 1.0, (P, N)) for r in rngs])
             pool = centers[:, None, :] + hw * draws
             inside = sample_basin(batch.vector_field, pool, centers, t_final=s.gedmd_basin_time,
-                                  tol=1e-3 * max(1.0, hw))
+                                  dt=s.gedmd_basin_dt, tol=1e-3 * max(1.0, hw))
             X = np.empty((B, M, N))
             Xt = np.empty((B, Mt, N))
             for b in range(B):
