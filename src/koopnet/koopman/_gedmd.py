@@ -3,7 +3,10 @@
 Least squares Psi L ~ dPsi over samples x_m, with dPsi = grad Psi . f evaluated exactly (no time
 stepping, no finite differences). Eigenpairs (lambda, v) of L give eigenfunctions phi = Psi v; each is
 scored on held-out points by the generator residual rms(U phi - lambda phi)/rms(phi) and flagged
-spurious above a threshold. Everything is batched over a leading axis (networks).
+spurious above a threshold. The fit works on the R factor of [Psi | dPsi] (one R-only QR), which
+holds the least-squares problem and every residual norm (||[Psi | dPsi] w|| = ||R w||).
+Everything is batched over a leading axis (networks); each network's arithmetic is independent of
+the others, so batched and single results are bitwise identical.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-
-from ._common import sort_eigenvalues
 
 __all__ = [
     "GedmdResult",
@@ -217,5 +218,3 @@ def sample_trajectories(
     traj = np.moveaxis(traj, 0, -2)  # (B, M, T, N)
     return traj.reshape(*traj.shape[:-3], -1, traj.shape[-1])
 
-
-_ = sort_eigenvalues  # re-exported helper used by callers ordering gEDMD modes
