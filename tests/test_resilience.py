@@ -150,23 +150,19 @@ def test_mean_field_reduces_to_1d_problem():
     np.testing.assert_allclose(out.beta_eff_tipping_down.values[0, highi],
                                th_high_dies - theta0, atol=1e-12)
     assert out.beta_eff_tipping_status_down.values[0, lowi] == TippingStatus.no_fold_in_range
-    # robustness: removing k units leaves a mean-field network with J0 (N - k) / N, whatever
-    # the order; the state survives while the synchronous 1-D flow from its previous value
-    # settles within max_jump of it
-    for e in (lowi, highi):
-        x_prev, survived = x_sorted[e], 0
-        for k in range(1, N):
-            rk = roots_1d(J0 * (N - k) / N, theta0)
-            stab = rk[-1 + J0 * (N - k) / N * LOGISTIC.dsigma(rk) < 0]
-            unst = rk[-1 + J0 * (N - k) / N * LOGISTIC.dsigma(rk) > 0]
-            # the stable root between the unstable roots that bracket x_prev
-            lo_u = unst[unst < x_prev].max(initial=-np.inf)
-            hi_u = unst[unst > x_prev].min(initial=np.inf)
-            x_new = stab[(stab > lo_u) & (stab < hi_u)][0]
-            if abs(x_new - x_prev) > s.robustness_max_jump:
-                break
-            survived, x_prev = survived + 1, x_new
-        np.testing.assert_allclose(out.robustness_units.values[0, e], survived / N, atol=1e-15)
+    # robustness: switching a unit off keeps the network mean-field and synchronous with
+    # effective coupling J0 (n - p) / N (W_p = (J0/N) 1 (1 - p e_j)^T has rank one), whatever
+    # the order. The low state never folds as the coupling falls; the high state folds at
+    # the beta of the saddle-node curve where theta0 = x - 1 - e^x, x > 0: it survives the
+    # removals k with J0 (N - k) / N above that beta.
+    xh = brentq(lambda x: x - 1 - np.exp(x) - theta0, 1e-9, 20.0, xtol=1e-14)
+    beta_h = 2 + 2 * np.cosh(xh)
+    k = np.arange(1, N)
+    survive_high = int(np.sum(np.cumprod(J0 * (N - k) / N > beta_h)))
+    assert 0 < survive_high < N - 1  # a non-trivial case
+    np.testing.assert_allclose(out.robustness_units.values[0, highi], survive_high / N,
+                               atol=1e-15)
+    np.testing.assert_allclose(out.robustness_units.values[0, lowi], (N - 1) / N, atol=1e-15)
     assert np.isnan(out.robustness_units.values[0, 2])  # saddle
 
 

@@ -1,4 +1,4 @@
-"""Natural-parameter continuation of stable equilibria under a uniform input shift.
+"""Natural-parameter continuation of stable equilibria (input shift, unit removal).
 
 Private helper of :mod:`koopnet.resilience`. Many branches (one per stable equilibrium and
 direction, of any networks of one size) are continued at once, each with its own step:
@@ -23,7 +23,15 @@ import numpy as np
 
 from .activations import Activation
 
-__all__ = ["TippingStatus", "continue_to_tipping", "field_rows", "jacobian_rows", "safe_solve"]
+__all__ = [
+    "TippingStatus",
+    "continue_branches",
+    "continue_to_tipping",
+    "continue_unit_removal",
+    "field_rows",
+    "jacobian_rows",
+    "safe_solve",
+]
 
 
 class TippingStatus(IntEnum):
@@ -88,14 +96,13 @@ def _leading_eigenvalue(J: np.ndarray) -> np.ndarray:
     return np.take_along_axis(ev, np.argmax(ev.real, axis=1)[:, None], axis=1)[:, 0]
 
 
-def continue_to_tipping(
-    W: np.ndarray,
-    theta: np.ndarray,
-    act: Activation,
+def continue_branches(
+    residual,
+    jac_x,
+    d_param,
     x_start: np.ndarray,
-    direction: np.ndarray,
+    p_max: float,
     *,
-    max_shift: float = 10.0,
     initial_step: float = 0.05,
     max_step: float = 0.5,
     tol: float = 1e-9,
@@ -104,29 +111,28 @@ def continue_to_tipping(
     newton_max_iter: int = 8,
     bifurcation_eig_tol: float = 1e-2,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Continue K stable equilibria in delta until they fold or lose stability.
+    """Continue K stable equilibria of F_k(x, p) = 0 from p = 0 towards p = p_max.
 
     Parameters
     ----------
-    W : array, shape (K, N, N)
-        Weights of the network each branch belongs to.
-    theta : array, shape (K, N)
-        Inputs at delta = 0.
-    act : Activation
+    residual : callable (a, x, p) -> array (len(a), N)
+        F for the branches with indices ``a`` at states x (len(a), N) and parameters p (len(a),).
+    jac_x : callable (a, x, p) -> array (len(a), N, N)
+        dF/dx.
+    d_param : callable (a, x, p) -> array (len(a), N)
+        dF/dp.
     x_start : array, shape (K, N)
-        Stable equilibria at delta = 0.
-    direction : array, shape (K,)
-        +1 (shift up) or -1 (shift down).
-    max_shift : float
-        Largest |delta| scanned (units of theta).
+        Stable equilibria at p = 0.
+    p_max : float
+        End of the scanned parameter range.
     initial_step, max_step : float
-        First and largest continuation step in delta.
+        First and largest continuation step in p.
     tol : float
-        The bracket of the bifurcation is narrowed to below this length (units of theta).
+        The bracket of the bifurcation is narrowed to below this length (units of p).
     max_iter : int
         Continuation attempts (accepted + rejected) per branch.
     newton_tol : float
-        Newton converged when max_i |f_i(x) + delta| < newton_tol.
+        Newton converged when max_i |F_i| < newton_tol.
     newton_max_iter : int
         Newton iterations per attempt.
     bifurcation_eig_tol : float
@@ -135,59 +141,55 @@ def continue_to_tipping(
 
     Returns
     -------
-    shift : array, shape (K,)
-        Signed delta of the bifurcation (midpoint of the final bracket); NaN unless the
+    p_bif : array, shape (K,)
+        Parameter of the bifurcation (midpoint of the final bracket); NaN unless the
         status is ``fold`` or ``hopf``.
     status : array of int8, shape (K,)
-        :class:`TippingStatus` codes.
+        :class:`TippingStatus` codes (``no_fold_in_range``: stable up to p_max).
     x_last : array, shape (K, N)
         Last accepted (stable) equilibrium on the branch.
     """
     K, N = x_start.shape
     x = np.array(x_start, dtype=float, copy=True)
-    direction = np.asarray(direction, dtype=float)
-    delta = np.zeros(K)
+    p = np.zeros(K)
     step = np.full(K, float(initial_step))
     status = np.full(K, TippingStatus.continuation_failed, dtype=np.int8)
-    shift = np.full(K, np.nan)
+    p_bif = np.full(K, np.nan)
     active = np.ones(K, dtype=bool)
-    ones = np.ones((K, N))
+    allk = np.arange(K)
     with np.errstate(all="ignore"):
-        J0 = jacobian_rows(W, act, x)
+        J0 = jac_x(allk, x, p)
         lead = _leading_eigenvalue(J0)
-        v, ok = safe_solve(J0, -ones)
+        v, ok = safe_solve(J0, -d_param(allk, x, p))
         not_stable = ~(lead.real < 0) | ~ok
         status[not_stable] = TippingStatus.not_stable
         active &= ~not_stable
         rejected_before = np.zeros(K, dtype=bool)
-        n_iter = np.zeros(K, dtype=np.int64)
         for _ in range(max_iter):
             a = np.flatnonzero(active)
             if a.size == 0:
                 break
-            n_iter[a] += 1
-            Wa, tha = W[a], theta[a]
-            d_try = delta[a] + direction[a] * step[a]
-            at_end = np.abs(d_try) >= max_shift
-            d_try = np.where(at_end, direction[a] * max_shift, d_try)
-            x_pred = x[a] + (d_try - delta[a])[:, None] * v[a]
+            p_try = p[a] + step[a]
+            at_end = p_try >= p_max
+            p_try = np.where(at_end, p_max, p_try)
+            x_pred = x[a] + (p_try - p[a])[:, None] * v[a]
             xp = x_pred.copy()
             conv = np.zeros(a.size, dtype=bool)
             for it in range(newton_max_iter + 1):
-                F = field_rows(Wa, tha, act, xp) + d_try[:, None]
+                F = residual(a, xp, p_try)
                 res = np.max(np.abs(F), axis=1)
                 conv = res < newton_tol
                 todo = ~conv & np.isfinite(res)
                 if it == newton_max_iter or not todo.any():
                     break
-                dx, ok = safe_solve(jacobian_rows(Wa[todo], act, xp[todo]), -F[todo])
+                dx, ok = safe_solve(jac_x(a[todo], xp[todo], p_try[todo]), -F[todo])
                 upd = np.flatnonzero(todo)[ok]
                 xp[upd] += dx[ok]
-            Jn = jacobian_rows(Wa, act, xp)
+            Jn = jac_x(a, xp, p_try)
             lead_new = np.full(a.size, np.nan + 0j)
             if conv.any():
                 lead_new[conv] = _leading_eigenvalue(Jn[conv])
-            vn, ok = safe_solve(Jn, -ones[a])
+            vn, ok = safe_solve(Jn, -d_param(a, xp, p_try))
             # the corrector must stay small beside the predicted move, else Newton may have
             # jumped to another stable branch (near a fold this forces steps shorter than
             # about half the remaining distance, which the bisection provides)
@@ -198,7 +200,7 @@ def continue_to_tipping(
             # accepted: move on (grow the step unless the previous attempt was rejected)
             acc = a[accept]
             x[acc] = xp[accept]
-            delta[acc] = d_try[accept]
+            p[acc] = p_try[accept]
             v[acc] = vn[accept]
             lead[acc] = lead_new[accept]
             grow = accept & ~rejected_before[a]
@@ -220,5 +222,112 @@ def continue_to_tipping(
                 status[fin[fold]] = TippingStatus.fold
                 status[fin[hopf]] = TippingStatus.hopf
                 good = fin[near]
-                shift[good] = delta[good] + direction[good] * step[good]
-    return shift, status, x
+                p_bif[good] = p[good] + step[good]
+    return p_bif, status, x
+
+
+def continue_to_tipping(
+    W: np.ndarray,
+    theta: np.ndarray,
+    act: Activation,
+    x_start: np.ndarray,
+    direction: np.ndarray,
+    *,
+    max_shift: float = 10.0,
+    **kwargs,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Continue K stable equilibria in a uniform input shift delta until they tip.
+
+    f(x) + delta 1 = 0 with delta = direction * p, p from 0 to ``max_shift``.
+
+    Parameters
+    ----------
+    W : array, shape (K, N, N)
+        Weights of the network each branch belongs to.
+    theta : array, shape (K, N)
+        Inputs at delta = 0.
+    act : Activation
+    x_start : array, shape (K, N)
+        Stable equilibria at delta = 0.
+    direction : array, shape (K,)
+        +1 (shift up) or -1 (shift down).
+    max_shift : float
+        Largest |delta| scanned (units of theta).
+    **kwargs
+        Step and tolerance options of :func:`continue_branches` (in units of theta).
+
+    Returns
+    -------
+    shift : array, shape (K,)
+        Signed delta of the bifurcation; NaN unless the status is ``fold`` or ``hopf``.
+    status : array of int8, shape (K,)
+        :class:`TippingStatus` codes.
+    x_last : array, shape (K, N)
+        Last accepted (stable) equilibrium on the branch.
+    """
+    direction = np.asarray(direction, dtype=float)
+
+    def residual(a, x, p):
+        return field_rows(W[a], theta[a], act, x) + (direction[a] * p)[:, None]
+
+    def jac_x(a, x, p):
+        return jacobian_rows(W[a], act, x)
+
+    def d_param(a, x, p):
+        return np.broadcast_to(direction[a][:, None], x.shape).copy()
+
+    p_bif, status, x_last = continue_branches(residual, jac_x, d_param, x_start, max_shift,
+                                              **kwargs)
+    return direction * p_bif, status, x_last
+
+
+def continue_unit_removal(
+    W: np.ndarray,
+    theta: np.ndarray,
+    act: Activation,
+    x_start: np.ndarray,
+    unit: np.ndarray,
+    **kwargs,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Continue K stable equilibria while the output of one unit is switched off.
+
+    Homotopy F(x, p) = -x + W sigma(x) - p W[:, j] sigma(x_j) + theta, p from 0 to 1:
+    at p = 1 unit j no longer reaches any unit (removing it).
+
+    Parameters
+    ----------
+    W : array, shape (K, N, N)
+    theta : array, shape (K, N)
+    act : Activation
+    x_start : array, shape (K, N)
+        Stable equilibria of the intact networks.
+    unit : array of int, shape (K,)
+        Unit j removed on each branch.
+    **kwargs
+        Step and tolerance options of :func:`continue_branches` (units of p).
+
+    Returns
+    -------
+    p_bif, status, x_last
+        As :func:`continue_branches`; ``status == no_fold_in_range`` means the state
+        survives the removal and ``x_last`` is its equilibrium at p = 1.
+    """
+    unit = np.asarray(unit, dtype=np.int64)
+    K = unit.size
+    col = W[np.arange(K), :, unit]  # (K, N): outgoing weights of unit j
+
+    def residual(a, x, p):
+        sj = act.sigma(x[np.arange(a.size), unit[a]])
+        return field_rows(W[a], theta[a], act, x) - (p * sj)[:, None] * col[a]
+
+    def jac_x(a, x, p):
+        J = jacobian_rows(W[a], act, x)
+        dj = act.dsigma(x[np.arange(a.size), unit[a]])
+        J[np.arange(a.size), :, unit[a]] -= (p * dj)[:, None] * col[a]
+        return J
+
+    def d_param(a, x, p):
+        sj = act.sigma(x[np.arange(a.size), unit[a]])
+        return -sj[:, None] * col[a]
+
+    return continue_branches(residual, jac_x, d_param, x_start, 1.0, **kwargs)

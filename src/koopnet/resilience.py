@@ -12,9 +12,8 @@ Per stable equilibrium x* of dx/dt = -x + W sigma(x) + theta:
   down, at which x* disappears in a saddle-node (continuation until det J = 0, the fold
   located by bisection, :mod:`koopnet._resilience_continuation`);
 * **structural robustness**: the mean fraction of units removed, one at a time in random
-  orders, before the state is lost (the network without the removed units, started from
-  the previous equilibrium restricted to the remaining units, no longer settles within
-  ``robustness_max_jump`` of it);
+  orders, before the state is lost (each removal switches the unit's output off
+  continuously; the state is lost when it folds or loses stability on the way);
 * the **Gao-Barzel-Barabasi** reduction (Nature 2016) dx/dt = -x + theta_eff + beta_eff sigma(x),
   beta_eff = sum_i s_in,i s_out,i / sum_ij W_ij, x_eff = sum_j s_out,j x_j / sum_j s_out,j
   (theta_eff likewise), and the tipping shifts its 1-D saddle-node curve predicts, beside the
@@ -31,7 +30,12 @@ import xarray as xr
 
 from ._flags import STABLE_TYPES, flag_attrs
 from ._random import stage_rng
-from ._resilience_continuation import TippingStatus, continue_to_tipping, jacobian_rows
+from ._resilience_continuation import (
+    TippingStatus,
+    continue_to_tipping,
+    continue_unit_removal,
+    jacobian_rows,
+)
 from .activations import Activation
 from .network import NetworkBatch
 from .simulate import UNASSIGNED, TrajectoryStatus, assign_to_equilibria, integrate
@@ -60,7 +64,7 @@ class ResilienceSettings:
     """Bounded activations: the exact equilibrium box is widened by this fraction of its width on each side."""
     box_halfwidth: float = 5.0
     """Unbounded activations (linear, cubic): initial conditions in theta +- box_halfwidth (units of x)."""
-    t_max: float = 200.0
+    t_max: float = 100.0
     """Integration time limit for basin stability (unit time constants)."""
     rtol: float = 1e-6
     """Relative local error tolerance of the integrator."""
@@ -92,10 +96,10 @@ class ResilienceSettings:
     """A bracket ends in a fold or Hopf point only if the leading eigenvalue has |Re| below this (1/time)."""
     robustness_orders: int = 8
     """Random unit-removal orders per stable equilibrium."""
-    robustness_max_jump: float = 1.0
-    """After a removal the state survives if it settles within this max-norm distance of its previous value (units of x)."""
-    robustness_t_max: float = 100.0
-    """Integration time limit after each removal (unit time constants)."""
+    robustness_initial_step: float = 0.25
+    """First step of the removal homotopy p in [0, 1] (a unit's output scaled by 1 - p)."""
+    robustness_tol: float = 1e-6
+    """Bracket length in p below which a removal counts as destroying the state."""
 
     def __post_init__(self) -> None:
         if self.n_initial_conditions < 1:
@@ -104,7 +108,7 @@ class ResilienceSettings:
             raise ValueError("robustness_orders must be >= 0")
         for name in ("t_max", "rtol", "atol", "settle_tol", "diverge_bound", "assign_tol",
                      "tipping_max_shift", "tipping_initial_step", "tipping_max_step",
-                     "tipping_tol", "newton_tol", "robustness_max_jump", "robustness_t_max"):
+                     "tipping_tol", "newton_tol", "robustness_initial_step", "robustness_tol"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.box_widen < 0 or self.box_halfwidth <= 0:
@@ -278,14 +282,15 @@ def structural_robustness(
     stable: np.ndarray,
     settings: ResilienceSettings | None = None,
 ) -> np.ndarray:
-    """Mean fraction of units removed before a stable state is lost.
+    """Mean fraction of units removed before a stable equilibrium is lost.
 
     For each stable equilibrium and each of ``robustness_orders`` random orders (drawn per
     network from ``stage_rng(seed, "robustness")``, shared by its equilibria) units are
-    removed one at a time (row and column of W, entry of theta). After each removal the
-    smaller network is integrated from the previous state restricted to the remaining units;
-    the state survives if it settles within ``robustness_max_jump`` (max-norm) of that start.
-    The count of survived removals (at most N - 1) over N, averaged over orders, is returned.
+    removed one at a time. A removal switches the unit's output off continuously,
+    W[:, j] -> (1 - p) W[:, j] for p from 0 to 1, and the equilibrium is continued along
+    this homotopy (:func:`koopnet._resilience_continuation.continue_unit_removal`); it is
+    lost when it folds or loses stability before p = 1. The survived removals (at most
+    N - 1) over N, averaged over orders, is the structural robustness.
 
     Returns
     -------
@@ -300,6 +305,9 @@ def structural_robustness(
     valid = np.all(np.isfinite(x_eq), axis=-1) & stable
     if R == 0:
         return out
+    opts = dict(initial_step=s.robustness_initial_step, max_step=1.0, tol=s.robustness_tol,
+                max_iter=s.tipping_max_iter, newton_tol=s.newton_tol,
+                newton_max_iter=s.newton_max_iter, bifurcation_eig_tol=np.inf)
     for b in range(B):  # one network at a time; its (equilibrium, order) pairs are batched
         rng = stage_rng(int(seeds[b]), "robustness")
         orders = np.stack([rng.permutation(N) for _ in range(R)])  # (R, N)
@@ -308,36 +316,29 @@ def structural_robustness(
             continue
         S = es.size * R
         order = np.tile(orders, (es.size, 1))  # (S, N), sequence i = (es[i // R], i % R)
+        survived = np.zeros(S, dtype=np.int64)
+        # working arrays of the surviving sequences only
+        idx = np.arange(S)
         keep = np.tile(np.arange(N), (S, 1))  # remaining units, in original order
         x = np.repeat(x_eq[b, es], R, axis=0)  # (S, n)
-        survived = np.zeros(S, dtype=np.int64)
-        alive = np.arange(S)
         Wb, thb = np.asarray(batch.W[b]), np.asarray(batch.theta[b])
         for k in range(N - 1):
-            if alive.size == 0:
+            if idx.size == 0:
                 break
-            removed = order[alive, k]
-            mask = keep[alive] != removed[:, None]
-            n = N - k - 1
-            kp = keep[alive][mask].reshape(alive.size, n)
-            pos = np.broadcast_to(np.arange(N - k), mask.shape)[mask].reshape(alive.size, n)
-            xs = np.take_along_axis(x[alive], pos, axis=1)
-            sub = NetworkBatch(Wb[kp[:, :, None], kp[:, None, :]], thb[kp], batch.activation)
-            tr = integrate(sub, xs[:, None, :], s.robustness_t_max, rtol=s.rtol, atol=s.atol,
-                           settle_tol=s.settle_tol, diverge_bound=s.diverge_bound,
-                           max_steps=s.max_steps)
-            xn = tr.x_final[:, 0]
-            ok = (tr.status[:, 0] == TrajectoryStatus.settled) & (
-                np.max(np.abs(xn - xs), axis=1) <= s.robustness_max_jump
+            n = N - k
+            removed = order[idx, k]
+            hit = keep == removed[:, None]
+            pos = np.argmax(hit, axis=1)
+            _, status, x_last = continue_unit_removal(
+                Wb[keep[:, :, None], keep[:, None, :]], thb[keep], batch.activation, x, pos,
+                **opts,
             )
-            survived[alive[ok]] += 1
-            keep_new = np.zeros((S, n), dtype=np.int64)
-            keep_new[alive] = kp
-            keep = keep_new
-            x_new = np.zeros((S, n))
-            x_new[alive] = xn
-            x = x_new
-            alive = alive[ok]
+            ok = status == TippingStatus.no_fold_in_range
+            survived[idx[ok]] += 1
+            rest = ~hit[ok]
+            keep = keep[ok][rest].reshape(-1, n - 1)
+            x = x_last[ok][rest].reshape(-1, n - 1)
+            idx = idx[ok]
         out[b, es] = survived.reshape(es.size, R).mean(axis=1) / N
     return out
 
