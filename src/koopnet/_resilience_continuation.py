@@ -110,6 +110,7 @@ def continue_branches(
     newton_tol: float = 1e-10,
     newton_max_iter: int = 8,
     bifurcation_eig_tol: float = 1e-2,
+    assume_stable_start: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Continue K stable equilibria of F_k(x, p) = 0 from p = 0 towards p = p_max.
 
@@ -138,6 +139,10 @@ def continue_branches(
     bifurcation_eig_tol : float
         At the end of the bisection the leading Jacobian eigenvalue must have
         |Re lambda| below this (1/time) to count as a fold or Hopf point.
+    assume_stable_start : bool
+        Skip the eigenvalue check at p = 0 (the caller knows the starts are stable); a
+        bracket that closes before any accepted step is then classified by a placeholder
+        leading eigenvalue -1 (use bifurcation_eig_tol = inf to count it as a fold).
 
     Returns
     -------
@@ -159,7 +164,7 @@ def continue_branches(
     allk = np.arange(K)
     with np.errstate(all="ignore"):
         J0 = jac_x(allk, x, p)
-        lead = _leading_eigenvalue(J0)
+        lead = np.full(K, -1.0 + 0j) if assume_stable_start else _leading_eigenvalue(J0)
         v, ok = safe_solve(J0, -d_param(allk, x, p))
         not_stable = ~(lead.real < 0) | ~ok
         status[not_stable] = TippingStatus.not_stable

@@ -96,8 +96,8 @@ class ResilienceSettings:
     """A bracket ends in a fold or Hopf point only if the leading eigenvalue has |Re| below this (1/time)."""
     robustness_orders: int = 8
     """Random unit-removal orders per stable equilibrium."""
-    robustness_initial_step: float = 0.25
-    """First step of the removal homotopy p in [0, 1] (a unit's output scaled by 1 - p)."""
+    robustness_initial_step: float = 1.0
+    """First step of the removal homotopy p in [0, 1] (a unit's output scaled by 1 - p); halved on failure."""
     robustness_tol: float = 1e-6
     """Bracket length in p below which a removal counts as destroying the state."""
 
@@ -307,7 +307,8 @@ def structural_robustness(
         return out
     opts = dict(initial_step=s.robustness_initial_step, max_step=1.0, tol=s.robustness_tol,
                 max_iter=s.tipping_max_iter, newton_tol=s.newton_tol,
-                newton_max_iter=s.newton_max_iter, bifurcation_eig_tol=np.inf)
+                newton_max_iter=s.newton_max_iter, bifurcation_eig_tol=np.inf,
+                assume_stable_start=True)
     for b in range(B):  # one network at a time; its (equilibrium, order) pairs are batched
         rng = stage_rng(int(seeds[b]), "robustness")
         orders = np.stack([rng.permutation(N) for _ in range(R)])  # (R, N)
