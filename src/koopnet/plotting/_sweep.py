@@ -1,0 +1,345 @@
+"""Figures of one sweep, from ``results/<sweep>/sweep.nc`` alone.
+
+Every figure has a parameter on its x axis (the swept gain ``g`` by preference, or whatever
+numeric parameter the sweep varies); a figure whose x parameter or variables are missing is
+skipped (its function returns ``None``). Per network, per-equilibrium quantities are reduced
+over the stable equilibria (documented per quantity in :data:`QUANTITIES`); across the seeds of a
+grid point the figures show the mean and its standard error. The reduced data are returned as
+an xr.Dataset saved beside each figure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullLocator, ScalarFormatter
+
+from ._style import STABLE_CODES, new_figure
+
+__all__ = [
+    "QUANTITIES",
+    "SWEEP_FIGURES",
+    "swept_dims",
+    "choose_x",
+    "network_quantity",
+    "summarise",
+    "plot_equilibria_count",
+    "plot_koopman_rates",
+    "plot_dimensions",
+    "plot_resilience",
+    "sweep_figures",
+]
+
+COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
+          "tab:olive", "tab:cyan"]
+LINESTYLES = ["-", "--", ":", "-."]
+MARKERS = ["o", "s", "^", "D", "v", "P"]
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """How a sweep variable becomes one number per network."""
+
+    source: tuple[str, ...]
+    label: str
+    units: str
+    reduce: Callable[[xr.Dataset], xr.DataArray]
+
+
+def _stable_mask(ds: xr.Dataset) -> xr.DataArray:
+    return ds["eq_type"].isin(list(STABLE_CODES))
+
+
+def _over_stable(var: str, how: str) -> Callable[[xr.Dataset], xr.DataArray]:
+    def f(ds):
+        v = ds[var].where(_stable_mask(ds))
+        return getattr(v, how)("equilibrium", skipna=True)
+
+    return f
+
+
+def _plain(var: str, nonneg: bool = False) -> Callable[[xr.Dataset], xr.DataArray]:
+    def f(ds):
+        v = ds[var].astype(float)
+        return v.where(v >= 0) if nonneg else v
+
+    return f
+
+
+def _tipping(ds: xr.Dataset) -> xr.DataArray:
+    up = np.abs(ds["tipping_shift_up"])
+    down = np.abs(ds["tipping_shift_down"])
+    d = xr.concat([up, down], "direction").min("direction", skipna=True).where(_stable_mask(ds))
+    return d.min("equilibrium", skipna=True)
+
+
+#: name -> Quantity (per-network reduction; NaN where undefined)
+QUANTITIES: dict[str, Quantity] = {
+    "n_equilibria": Quantity(("n_equilibria",), "equilibria found", "count", _plain("n_equilibria", True)),
+    "n_stable": Quantity(("n_stable", "eq_type"), "stable equilibria found", "count", _plain("n_stable", True)),
+    "n_equilibria_estimate": Quantity(("n_equilibria_estimate",), "Chao1 estimate of the number of equilibria",
+                                      "count", _plain("n_equilibria_estimate")),
+    "n_equilibria_estimate_se": Quantity(("n_equilibria_estimate_se",), "standard error of the estimate", "count",
+                                         _plain("n_equilibria_estimate_se")),
+    "koopman_slowest_rate": Quantity(("koopman_slowest_rate",), "slowest Koopman decay rate over attractors",
+                                     "1/time", _plain("koopman_slowest_rate")),
+    "koopman_spectral_gap": Quantity(("koopman_spectral_gap",), "Koopman spectral gap at the slowest attractor",
+                                     "1/time", _plain("koopman_spectral_gap")),
+    "erank": Quantity(("erank",), "effective rank (Roy-Vetterli)", "count", _plain("erank")),
+    "stable_rank": Quantity(("stable_rank",), "stable rank", "count", _plain("stable_rank")),
+    "nuclear_rank": Quantity(("nuclear_rank",), "nuclear rank", "count", _plain("nuclear_rank")),
+    "energy_rank": Quantity(("energy_rank",), "energy rank (90%)", "count", _plain("energy_rank", True)),
+    "elbow_rank": Quantity(("elbow_rank",), "elbow rank", "count", _plain("elbow_rank", True)),
+    "threshold_rank": Quantity(("threshold_rank",), "optimal hard threshold rank", "count",
+                               _plain("threshold_rank", True)),
+    "participation_ratio": Quantity(("participation_ratio",), "participation ratio of the activity", "count",
+                                    _plain("participation_ratio")),
+    "koopman_dimension": Quantity(("koopman_dimension",), "Koopman dimension (principal eigenvalues != -1)",
+                                  "count", _plain("koopman_dimension", True)),
+    "n_slow_modes": Quantity(("n_slow_modes",), "slow Koopman modes", "count", _plain("n_slow_modes", True)),
+    "basin_stability": Quantity(("basin_stability", "eq_type"), "basin stability of the largest basin", "fraction",
+                                _over_stable("basin_stability", "max")),
+    "stability_margin": Quantity(("stability_margin", "eq_type"), "stability margin (mean over attractors)",
+                                 "1/time", _over_stable("stability_margin", "mean")),
+    "return_time": Quantity(("return_time", "eq_type"), "return time (mean over attractors)", "time",
+                            _over_stable("return_time", "mean")),
+    "reactivity": Quantity(("reactivity", "eq_type"), "reactivity (mean over attractors)", "1/time",
+                           _over_stable("reactivity", "mean")),
+    "tipping_distance": Quantity(("tipping_shift_up", "tipping_shift_down", "eq_type"),
+                                 "distance to the nearest tipping point |delta theta|", "state",
+                                 _tipping),
+    "fraction_diverged": Quantity(("fraction_diverged",), "fraction of initial conditions that diverged",
+                                  "fraction", _plain("fraction_diverged")),
+}
+
+#: figure name -> (quantities, preferred x parameters)
+FIGURE_QUANTITIES = {
+    "koopman_rates": (("koopman_slowest_rate", "koopman_spectral_gap", "n_slow_modes"), ("g",)),
+    "dimensions": (("erank", "stable_rank", "nuclear_rank", "energy_rank", "elbow_rank", "threshold_rank",
+                    "participation_ratio", "koopman_dimension", "n_slow_modes"), ("rank", "g")),
+    "resilience": (("basin_stability", "stability_margin", "tipping_distance", "return_time", "reactivity",
+                    "fraction_diverged"), ("g",)),
+}
+
+
+def swept_dims(ds: xr.Dataset) -> list[str]:
+    """Dimensions of the sweep grid (before ``seed``), in dataset order."""
+    for ref in ("network_seed", "n_equilibria", "W", "theta"):
+        if ref in ds:
+            dims = list(ds[ref].dims)
+            return dims[: dims.index("seed")] if "seed" in dims else dims
+    return [d for d in ds.dims if d in ds.coords and d != "seed"]
+
+
+def choose_x(ds: xr.Dataset, prefer: Sequence[str] = ("g",)) -> str | None:
+    """The x-axis parameter: the first preferred numeric swept dimension with >= 2 values, else any
+    other numeric one (``N`` last), else None (the figure is skipped)."""
+    numeric = [d for d in swept_dims(ds) if ds.sizes[d] >= 2 and np.issubdtype(ds[d].dtype, np.number)]
+    for d in list(prefer) + [d for d in numeric if d != "N"] + ["N"]:
+        if d in numeric:
+            return d
+    return None
+
+
+def network_quantity(ds: xr.Dataset, name: str) -> xr.DataArray | None:
+    """One value per network (dims: swept..., seed) of a :data:`QUANTITIES` entry, or None if missing."""
+    q = QUANTITIES[name]
+    if not all(s in ds for s in q.source):
+        return None
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            v = q.reduce(ds).astype(float)
+    return v.assign_attrs(long_name=q.label, units=q.units)
+
+
+def summarise(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
+    """Mean, standard error and count over seeds of each available quantity (dims: the swept ones)."""
+    out = {}
+    for name in names:
+        v = network_quantity(ds, name)
+        if v is None:
+            continue
+        n = v.notnull().sum("seed")
+        mean = v.mean("seed", skipna=True)
+        std = v.std("seed", skipna=True, ddof=1) if ds.sizes.get("seed", 1) > 1 else xr.zeros_like(mean)
+        se = (std / np.sqrt(n.where(n > 0))).fillna(0.0)
+        out[f"{name}_mean"] = mean.assign_attrs(long_name=f"{v.attrs['long_name']}, mean over seeds",
+                                                units=v.attrs["units"])
+        out[f"{name}_se"] = se.assign_attrs(long_name=f"{v.attrs['long_name']}, standard error of the mean",
+                                            units=v.attrs["units"])
+        out[f"{name}_count"] = n.assign_attrs(long_name="networks with a defined value", units="1")
+    res = xr.Dataset(out)
+    res = res.drop_vars([c for c in res.coords if c not in res.dims and c not in ds.coords], errors="ignore")
+    res.attrs = {k: v for k, v in ds.attrs.items() if k in ("sweep", "config_hash", "koopnet_version", "title")}
+    return res
+
+
+def _groups(ds: xr.Dataset, x: str, skip: Sequence[str] = ()) -> tuple[list[str], list[dict]]:
+    dims = [d for d in swept_dims(ds) if d != x and d not in skip]
+    combos = [dict(zip(dims, vals)) for vals in itertools.product(*[ds[d].values.tolist() for d in dims])]
+    return dims, combos
+
+
+def _fmt(sel: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sel.items()) if sel else "all"
+
+
+def _x_label(ds: xr.Dataset, x: str) -> str:
+    c = ds[x]
+    name = c.attrs.get("long_name", x)
+    units = c.attrs.get("units", "1")
+    return f"{name} {x} [{units}]" if units not in ("1", "") else f"{name} ({x})"
+
+
+def _scales(ax, xv: np.ndarray) -> None:
+    """Log x axis for positive values spanning a decade or more; ticks at the swept values, plain labels."""
+    xv = np.asarray(xv, float)
+    if xv.size >= 3 and np.all(xv > 0) and xv.max() / xv.min() >= 8:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())
+        if xv.size <= 12:
+            ax.set_xticks(xv, [f"{v:g}" for v in xv])
+
+
+def _context(ds: xr.Dataset) -> str:
+    scal = [f"{k}={ds[k].values.item()}" for k in ds.coords if ds[k].ndim == 0]
+    sweep = ds.attrs.get("sweep", "")
+    return f"sweep '{sweep}'" + (f" ({', '.join(scal)})" if scal else "")
+
+
+def plot_equilibria_count(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
+    """Equilibria found (and stable ones) vs the x parameter, per N, with the Chao1 estimate +- s.e. as a band.
+
+    One panel per combination of the other swept categorical parameters. None if skipped.
+    """
+    x = choose_x(ds, ("g",))
+    if x is None or "n_equilibria" not in ds:
+        return None
+    data = summarise(ds, ["n_equilibria", "n_stable", "n_equilibria_estimate", "n_equilibria_estimate_se"])
+    Ns = ds["N"].values.tolist() if "N" in swept_dims(ds) and x != "N" else [None]
+    _, panels = _groups(ds, x, skip=("N",))
+    nc = min(3, len(panels))
+    nr = -(-len(panels) // nc)
+    fig, axes = new_figure(nr, nc, figsize=(4.8 * nc + 1.5, 3.8 * nr), squeeze=False, sharex=True)
+    xv = ds[x].values
+    for k, sel in enumerate(panels):
+        ax = axes.flat[k]
+        for i, n in enumerate(Ns):
+            s = dict(sel, **({"N": n} if n is not None else {}))
+            d = data.sel(s)
+            c = COLORS[i % len(COLORS)]
+            est = d["n_equilibria_estimate_mean"].values
+            se = d["n_equilibria_estimate_se_mean"].values if "n_equilibria_estimate_se_mean" in d else 0 * est
+            ax.fill_between(xv, np.maximum(est - se, 1e-1), est + se, color=c, alpha=0.2, lw=0)
+            ax.plot(xv, est, color=c, ls="--", lw=1)
+            ax.errorbar(xv, d["n_equilibria_mean"].values, yerr=d["n_equilibria_se"].values, color=c,
+                        marker="o", capsize=2, lw=1.5)
+            if "n_stable_mean" in d:
+                ax.plot(xv, d["n_stable_mean"].values, color=c, marker="v", mfc="white", ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        _scales(ax, xv)
+        ax.set_title(_fmt(sel), fontsize=10)
+        ax.set_xlabel(_x_label(ds, x))
+        ax.set_ylabel("number of equilibria")
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=COLORS[i % len(COLORS)], lw=6, alpha=0.5, label=f"N = {n}")
+               for i, n in enumerate(Ns) if n is not None]
+    handles += [Line2D([], [], color="black", marker="o", label="found (mean ± s.e. over seeds)"),
+                Line2D([], [], color="black", marker="v", mfc="white", ls=":", label="stable found"),
+                Line2D([], [], color="black", ls="--", label="Chao1 estimate (band: ± its s.e.)")]
+    fig.legend(handles=handles, loc="outside right center")
+    fig.suptitle(f"Number of equilibria vs {x}: {_context(ds)}")
+    return fig, data
+
+
+def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str], title: str
+                     ) -> tuple[Figure, xr.Dataset] | None:
+    x = choose_x(ds, prefer)
+    if x is None:
+        return None
+    data = summarise(ds, names)
+    present = [n for n in names if f"{n}_mean" in data]
+    if not present:
+        return None
+    Ns = ds["N"].values.tolist() if "N" in swept_dims(ds) and x != "N" else [None]
+    _, combos = _groups(ds, x, skip=("N",))
+    nc = min(3, len(present))
+    nr = -(-len(present) // nc)
+    fig, axes = new_figure(nr, nc, figsize=(4.6 * nc + 2.5, 3.5 * nr), squeeze=False, sharex=True)
+    xv = ds[x].values
+    for k, name in enumerate(present):
+        ax = axes.flat[k]
+        for ci, sel in enumerate(combos):
+            for ni, n in enumerate(Ns):
+                s = dict(sel, **({"N": n} if n is not None else {}))
+                d = data.sel(s)
+                m, e = d[f"{name}_mean"].values, d[f"{name}_se"].values
+                c = COLORS[ci % len(COLORS)]
+                ax.plot(xv, m, color=c, ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)], ms=4, lw=1.4)
+                ax.fill_between(xv, m - e, m + e, color=c, alpha=0.15, lw=0)
+        _scales(ax, xv)
+        q = QUANTITIES[name]
+        ax.set_title("\n".join(textwrap.wrap(q.label, 42)), fontsize=10)
+        ax.set_ylabel(q.units if q.units in ("count", "fraction") else f"[{q.units}]")
+        ax.set_xlabel(_x_label(ds, x))
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(present):]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=COLORS[ci % len(COLORS)], lw=2, label=_fmt(sel)) for ci, sel in enumerate(combos)]
+    handles += [Line2D([], [], color="black", ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)],
+                       label=f"N = {n}") for ni, n in enumerate(Ns) if n is not None]
+    handles.append(Line2D([], [], color="gray", lw=6, alpha=0.3, label="mean ± s.e. over seeds"))
+    fig.legend(handles=handles, loc="outside right center")
+    fig.suptitle(f"{title} vs {x}: {_context(ds)}")
+    return fig, data
+
+
+def plot_koopman_rates(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
+    """Slowest Koopman rate, spectral gap and slow modes vs the x parameter (None if skipped)."""
+    names, prefer = FIGURE_QUANTITIES["koopman_rates"]
+    return _quantity_panels(ds, names, prefer, "Koopman spectrum")
+
+
+def plot_dimensions(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
+    """Effective dimensions of W and of the dynamics vs rank (if swept) or gain (None if skipped)."""
+    names, prefer = FIGURE_QUANTITIES["dimensions"]
+    return _quantity_panels(ds, names, prefer, "Effective dimensions")
+
+
+def plot_resilience(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
+    """Basin stability, stability margin, tipping distance ... vs the x parameter (None if skipped)."""
+    names, prefer = FIGURE_QUANTITIES["resilience"]
+    return _quantity_panels(ds, names, prefer, "Resilience")
+
+
+#: figure name -> function(ds) -> (Figure, data) or None
+SWEEP_FIGURES: dict[str, Callable[[xr.Dataset], tuple[Figure, xr.Dataset] | None]] = {
+    "equilibria_count": plot_equilibria_count,
+    "koopman_rates": plot_koopman_rates,
+    "dimensions": plot_dimensions,
+    "resilience": plot_resilience,
+}
+
+
+def sweep_figures(ds: xr.Dataset) -> dict[str, tuple[Figure, xr.Dataset]]:
+    """Every applicable sweep figure: name -> (Figure, data); skipped figures are absent."""
+    out = {}
+    for name, fn in SWEEP_FIGURES.items():
+        res = fn(ds)
+        if res is not None:
+            out[name] = res
+    return out
