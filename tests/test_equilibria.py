@@ -397,3 +397,16 @@ def test_settings_from_config_section():
     )[0]
     # W = 0 is feedforward: x = theta exactly
     assert r.method == EquilibriumMethod.feedforward and np.array_equal(r.x, np.ones((1, 3)))
+
+
+def test_lowrank_unbounded_cubic_matches_full_search():
+    rng = np.random.default_rng(21)
+    N = 5
+    u = rng.normal(0, 1, N)
+    W = 6.0 * np.outer(u, u + rng.normal(0, 0.2, N)) / N
+    net = Network(W, rng.normal(0, 0.2, N), "cubic")
+    low = find_equilibria(net, seed=2)
+    full = find_equilibria(net, FULL, seed=2)
+    assert low.method == EquilibriumMethod.lowrank and low.rank == 1
+    assert low.n_equilibria >= 2 and match(low.x, full.x, 1e-8)
+    np.testing.assert_array_less(residual(net, low.x), 1e-12)

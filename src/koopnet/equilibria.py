@@ -20,9 +20,12 @@ vectorised damped-Newton search with a completeness estimate elsewhere:
 * low-rank W = U S V^T (numerical rank r <= ``lowrank_max_fraction`` N): Newton on the
   exact r-dimensional reduction x* = theta + U kappa, kappa = S V^T sigma(theta + U kappa),
   followed by refinement in the full N-dimensional system.
-* otherwise (``newton``): damped Newton from ``n_starts`` starts in the search box, vectorised
-  over starts and networks; optional deflation (Farrell, Birkisson & Funke, SIAM J. Sci.
-  Comput. 2015) to push on from the roots already found.
+* otherwise (``newton``): Newton with a Powell dogleg trust region (exact Jacobians, one
+  batched LAPACK solve per step) from ``n_starts`` starts drawn uniformly in the search box,
+  vectorised over starts and networks; converged, diverged, singular and stalled starts leave
+  the active set; duplicates are merged with a relative tolerance and every equilibrium is
+  refined by full Newton steps. Optional deflation (Farrell, Birkisson & Funke, SIAM J. Sci.
+  Comput. 2015, Armijo-damped deflated Newton) pushes on from the roots already found.
 
 Completeness is reported, never claimed: the number found, the Chao1 estimate of the
 total from how many starts landed on each equilibrium (with its standard error), the
@@ -108,69 +111,51 @@ class EquilibriumStatus(IntEnum):
 
 @dataclass(frozen=True)
 class EquilibriumSettings:
-    """Settings of the ``equilibria`` stage (the keys of its config section).
+    """Settings of the ``equilibria`` stage; the fields are the keys of its config section.
 
-    Attributes
-    ----------
-    n_starts : int
-        Newton starts per network, drawn uniformly in the search box.
-    max_iter : int
-        Maximum damped-Newton iterations per start.
-    tol_residual : float
-        Convergence and refinement tolerance on the relative residual ||f(x)||_inf / (1 + ||x||_inf).
-    dedup_rtol : float
-        Two solutions are one equilibrium when ||x1 - x2||_inf <= dedup_rtol (1 + ||x1||_inf).
-    box_halfwidth : float
-        Half-width of the start box theta +- box_halfwidth for unbounded activations (state units).
-    divergence_radius : float
-        A start diverges when ||x||_inf exceeds this (state units); unbounded activations only.
-    initial_radius : float
-        Initial trust radius of the dogleg Newton search, per sqrt(dimension) (state units).
-    stall_window : int
-        A start is abandoned when ||f||_2 has not dropped by 10 % within this many steps.
-    max_backtrack : int
-        Step halvings in the Armijo line search of the deflated Newton rounds.
-    deflation_rounds : int
-        Rounds of deflated Newton after the plain search (0 disables deflation).
-    deflation_starts : int
-        Starts (the first of the ``n_starts``) used in each deflation round.
-    deflation_power : float
-        Power p of the deflation operator prod_r (||x - r||^-p + shift).
-    deflation_shift : float
-        Shift of the deflation operator.
-    exact_paths : bool
-        Use the exact linear / feedforward / polynomial / low-rank paths when they apply.
-    lowrank_max_fraction : float
-        Use the low-rank reduction when the numerical rank r of W satisfies r <= fraction * N.
-    rank_rtol : float
-        Singular values <= rank_rtol * s_max count as zero (rank of W, singularity of W/4 - I).
-    hyperbolic_tol : float
-        Eigenvalues with |Re lambda| <= hyperbolic_tol (1/time units) make an equilibrium non-hyperbolic.
-    n_polish : int
-        Maximum full Newton steps used to refine each equilibrium after deduplication.
-    chunk_elements : int
-        Memory budget (float64 elements) of per-chunk Newton temporaries.
+    Each field carries its description as an attribute docstring (units in parentheses).
     """
 
     n_starts: int = 256
+    """Newton starts per network, drawn uniformly in the search box."""
     max_iter: int = 80
+    """Maximum Newton trial steps per start (trust-region search and each deflation round)."""
     tol_residual: float = 1e-10
+    """Convergence and refinement tolerance on the relative residual ||f(x)||_inf / (1 + ||x||_inf)."""
     dedup_rtol: float = 1e-6
+    """Two solutions are one equilibrium when ||x1 - x2||_inf <= dedup_rtol (1 + ||x1||_inf)."""
     box_halfwidth: float = 10.0
+    """Half-width of the start box theta +- box_halfwidth for unbounded activations (state units)."""
     divergence_radius: float = 1e8
-    initial_radius: float = 1.0
+    """A start diverges when ||x||_inf exceeds this (state units); unbounded activations only."""
+    initial_radius: float = 10.0
+    """Initial trust radius of the dogleg Newton search, per sqrt(dimension) (state units)."""
     stall_window: int = 8
+    """A start is abandoned when ||f||_2 has not dropped below stall_factor times its reference within this many steps."""
+    stall_factor: float = 0.9
+    """Factor by which ||f||_2 must drop within stall_window steps for a start to stay active."""
     max_backtrack: int = 12
+    """Step halvings in the Armijo line search of the deflated Newton rounds."""
     deflation_rounds: int = 0
+    """Rounds of deflated Newton after the plain search (0 disables deflation)."""
     deflation_starts: int = 32
+    """Starts (the first of the ``n_starts``) used in each deflation round."""
     deflation_power: float = 2.0
+    """Power p of the deflation operator prod_r (||x - r||^-p + shift)."""
     deflation_shift: float = 1.0
+    """Shift of the deflation operator."""
     exact_paths: bool = True
+    """Use the exact linear / feedforward / polynomial / low-rank paths when they apply."""
     lowrank_max_fraction: float = 0.5
+    """Use the low-rank reduction when the numerical rank r of W satisfies r <= fraction * N."""
     rank_rtol: float = 1e-10
+    """Singular values <= rank_rtol * s_max count as zero (rank of W, singularity of W/4 - I)."""
     hyperbolic_tol: float = 1e-8
+    """Eigenvalues with |Re lambda| <= hyperbolic_tol (1/time units) make an equilibrium non-hyperbolic."""
     n_polish: int = 4
-    chunk_elements: int = 1 << 22
+    """Maximum full Newton steps used to refine each equilibrium after deduplication."""
+    chunk_elements: int = 4_194_304
+    """Memory budget (float64 elements) of per-chunk Newton temporaries."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -558,6 +543,7 @@ def _search_path(problem, seeds, lower, upper, clip, settings, to_state):
         upper,
         initial_radius=settings.initial_radius,
         stall_window=settings.stall_window,
+        stall_factor=settings.stall_factor,
         **kw,
     )
     ok = code == StartCode.converged
