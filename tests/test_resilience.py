@@ -241,3 +241,34 @@ def test_linear_activation_has_no_fold_and_cubic_divergence_counted():
     assert out.beta_eff.values[0] == -48.0
     # margin of x = 0: -p'(0) = 13
     np.testing.assert_allclose(out.stability_margin.values[0, 0], 13.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "W, theta, activation, x_guess",
+    [
+        (2 * np.array([[1.0, -1.0], [1.0, 1.0]]), np.array([3.0, 3.0]), "tanh", [3.0, 7.0]),
+        (np.array([[6.0, -4.0], [4.0, 6.0]]), np.array([3.0, -1.0]), "logistic", [5.0, 9.0]),
+    ],
+)
+def test_fold_is_where_det_J_vanishes(W, theta, activation, x_guess):
+    # 2-D networks whose saturated state folds when the input is lowered: at the located
+    # fold the continued state is an equilibrium of the shifted network and J is singular
+    from scipy.optimize import fsolve
+
+    from koopnet import Network
+    from koopnet._resilience_continuation import continue_to_tipping
+
+    net = Network(W, theta, activation)
+    x = fsolve(net.vector_field, x_guess, xtol=1e-13)
+    assert np.max(np.linalg.eigvals(net.jacobian(x)).real) < 0
+    act = get_activation(activation)
+    sh, st, xl = continue_to_tipping(W[None].repeat(2, 0), theta[None].repeat(2, 0), act,
+                                     np.stack([x, x]), np.array([1.0, -1.0]))
+    assert st[0] == TippingStatus.no_fold_in_range and np.isnan(sh[0])
+    assert st[1] == TippingStatus.fold and sh[1] < 0
+    shifted = Network(W, theta + sh[1], activation)
+    assert np.max(np.abs(shifted.vector_field(xl[1]))) < 1e-8
+    ev = np.linalg.eigvals(shifted.jacobian(xl[1]))
+    lead = ev[np.argmax(ev.real)]
+    # distance 1e-9 in theta from a fold: the critical eigenvalue is O(sqrt(1e-9))
+    assert abs(lead) < 1e-3 and abs(np.linalg.det(shifted.jacobian(xl[1]))) < 1e-3
