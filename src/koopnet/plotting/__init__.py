@@ -8,6 +8,8 @@ Data functions (``*_data``) compute what a figure shows and return an :class:`xa
 from __future__ import annotations
 
 from ._poster import (
+    PAPER_FIGURES,
+    paper_figure,
     cubic_neuron_data,
     feedforward_data,
     linear_network_data,
@@ -33,6 +35,8 @@ from ._sweep import (
 )
 
 __all__ = [
+    "PAPER_FIGURES",
+    "paper_figure",
     "cubic_neuron_data",
     "plot_cubic_neuron",
     "linear_network_data",

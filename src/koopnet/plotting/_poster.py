@@ -33,6 +33,8 @@ __all__ = [
     "plot_feedforward",
     "recurrent_data",
     "plot_recurrent",
+    "PAPER_FIGURES",
+    "paper_figure",
 ]
 
 # root kinds of the single neuron (flag variable ``root_kind``)
@@ -152,7 +154,7 @@ def cubic_neuron_data(cases: Sequence[dict], eigenvalue: float = -0.01, x_range=
         {
             "w": _v(("case",), np.array([c["w"] for c in cases], float), "self-coupling w"),
             "theta": _v(("case",), np.array([c["theta"] for c in cases], float), "input theta", "state"),
-            "label": xr.Variable(("case",), np.array([c.get("label", f"w={c['w']:g}, theta={c['theta']:g}")
+            "label": xr.Variable(("case",), np.array([c.get("label") or f"w={c['w']:g}, theta={c['theta']:g}"
                                                       for c in cases], dtype=object)),
             "p": _v(("case", "x"), p, "vector field p(x) = -x + w sigma(x) + theta", "state/time"),
             "psi_line": _v(("case", "x"), psi_line, "eigenfunction psi_lambda on the real line"),
@@ -306,13 +308,13 @@ def _hue_mappable(amax: float):
 # ================================================================== 2. linear network
 
 
-def linear_network_data(W2: np.ndarray, theta2: np.ndarray, N: int = 8, g: float = 2.0, seed: int = 1,
+def linear_network_data(W: np.ndarray, theta: np.ndarray, N: int = 8, g: float = 2.0, seed: int = 1,
                         lattice_order: int = 3, half_width: float = 3.0, n_grid: int = 161) -> xr.Dataset:
     """Linear recurrent networks: spectrum of W and the Koopman lattice; a 2-unit phase portrait.
 
     Parameters
     ----------
-    W2, theta2 : arrays, shapes (2, 2), (2,)
+    W, theta : arrays, shapes (2, 2), (2,)
         The 2-unit network drawn over its phase portrait.
     N, g, seed : int, float, int
         A Gaussian network (entries N(0, g^2/N), ``numpy.random.default_rng(seed)``) whose W spectrum
@@ -323,7 +325,8 @@ def linear_network_data(W2: np.ndarray, theta2: np.ndarray, N: int = 8, g: float
     Wn = gaussian(int(N), np.random.default_rng(int(seed)), g=float(g))
     fam_n = km.linear_family(Network(Wn, np.zeros(int(N)), "linear"))
     lattice, degree = km.koopman_lattice(fam_n.principal_eigenvalues, int(lattice_order))
-    net2 = Network(np.asarray(W2, float), np.asarray(theta2, float), "linear")
+    W2, theta2 = np.asarray(W, float), np.asarray(theta, float)
+    net2 = Network(W2, theta2, "linear")
     fam2 = km.linear_family(net2)
     xs = fam2.equilibrium
     x1, x2, P = _grid(xs - half_width, xs + half_width, n_grid)
@@ -338,8 +341,8 @@ def linear_network_data(W2: np.ndarray, theta2: np.ndarray, N: int = 8, g: float
             "lattice_eigenvalues": _v(("lattice_mode",), lattice, "Koopman lattice sum_i mu_i (Lambda_i/4 - 1)",
                                       "1/time"),
             "lattice_degree": _v(("lattice_mode",), degree.astype(np.int64), "|mu|"),
-            "W2": _v(("unit", "presynaptic_unit"), np.asarray(W2, float), "weights of the 2-unit network"),
-            "theta2": _v(("unit",), np.asarray(theta2, float), "input of the 2-unit network", "state"),
+            "W2": _v(("unit", "presynaptic_unit"), W2, "weights of the 2-unit network"),
+            "theta2": _v(("unit",), theta2, "input of the 2-unit network", "state"),
             "w2_eigenvalues": _v(("mode",), fam2.weight_eigenvalues, "eigenvalues of W (2-unit network)"),
             "principal_eigenvalues2": _v(("mode",), fam2.principal_eigenvalues,
                                          "principal Koopman eigenvalues (2-unit network)", "1/time"),
@@ -715,3 +718,29 @@ def plot_recurrent(ds: xr.Dataset) -> Figure:
                  rf"[{W[1,0]:g}, {W[1,1]:g}]], $\theta$ = ({th[0]:g}, {th[1]:g})", fontsize=12)
     return fig
 
+
+
+#: poster figure name -> (data function, plot function); the keys of config ``paper.<name>`` are the
+#: data function's keyword arguments
+PAPER_FIGURES = {
+    "cubic_neuron": (cubic_neuron_data, plot_cubic_neuron),
+    "linear_network": (linear_network_data, plot_linear_network),
+    "feedforward": (feedforward_data, plot_feedforward),
+    "recurrent": (recurrent_data, plot_recurrent),
+}
+
+
+def paper_figure(name: str, settings: dict | None = None) -> tuple[Figure, xr.Dataset]:
+    """Compute and draw one poster figure: ``(figure, data)``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`PAPER_FIGURES`.
+    settings : dict, optional
+        Keyword arguments of its data function (the config section ``paper.<name>``).
+    """
+    data_fn, plot_fn = PAPER_FIGURES[name]
+    ds = data_fn(**dict(settings or {}))
+    ds.attrs["figure"] = name
+    return plot_fn(ds), ds
