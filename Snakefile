@@ -5,6 +5,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # The default sweep, unless a config was given (--configfile replaces it rather than adding to it).
 if not config:
 
@@ -16,6 +19,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/networks.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/collect.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

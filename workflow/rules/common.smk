@@ -65,4 +65,8 @@ def sweep_chunk_files(wildcards):
 
 
 def all_targets():
-    return [f"results/{name}/sweep.nc" for name in GRIDS]
+    targets = [f"results/{name}/sweep.nc" for name in GRIDS]
+    targets += [f"results/{name}/figures" for name in GRIDS]  # rule sweep_figures
+    if config.get("paper", {}).get("in_default_target"):
+        targets += PAPER_FIGURE_FILES  # rule paper_figures (workflow/rules/figures.smk)
+    return targets
