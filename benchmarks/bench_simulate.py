@@ -57,9 +57,9 @@ def run(m: int, n: int, g: float, t_max: float, rtol: float, atol: float, settle
     t_scipy = time.perf_counter() - t0
 
     ok = tr.status[0] == TrajectoryStatus.settled
-    both = ok & scipy_settled
-    # end states compared where both settled (unsettled chaotic runs decorrelate)
-    diff = np.max(np.abs(tr.x_final[0] - ends), axis=1)[both]
+    # end states compared where koopnet settled: scipy's state at its end (settle event or
+    # t_max) must be the same equilibrium (unsettled chaotic runs decorrelate and are skipped)
+    diff = np.max(np.abs(tr.x_final[0] - ends), axis=1)[ok]
     if diff.size == 0:
         diff = np.array([np.nan])
     # distinct end states (attractors) reached, rounded to 1e-4
@@ -67,7 +67,7 @@ def run(m: int, n: int, g: float, t_max: float, rtol: float, atol: float, settle
     return {
         "m": m, "n": n, "g": g, "t_ours": t_ours, "t_scipy": t_scipy,
         "ratio": t_scipy / t_ours, "settled": int(ok.sum()),
-        "scipy_settled": int(scipy_settled.sum()), "same_status": int((ok == scipy_settled).sum()),
+        "scipy_settled": int(scipy_settled.sum()),
         "max_diff": float(diff.max()), "median_diff": float(np.median(diff)),
         "attractors": attractors, "ours_steps": float(tr.n_steps.mean()),
         "scipy_fev_per_ic": n_fev / m,
@@ -78,24 +78,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--m", type=int, default=1000, help="initial conditions")
     p.add_argument("--n", type=int, default=50, help="units")
-    p.add_argument("--g", type=float, default=5.0, help="coupling gain")
+    p.add_argument("--g", type=float, default=6.5, help="coupling gain")
     p.add_argument("--t-max", type=float, default=200.0)
     p.add_argument("--rtol", type=float, default=1e-6)
     p.add_argument("--atol", type=float, default=1e-9)
     p.add_argument("--settle-tol", type=float, default=1e-8)
-    p.add_argument("--seeds", type=int, nargs="+", default=[12], help="network seeds (one row each)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[3, 12],
+                   help="network seeds (one row each)")
     a = p.parse_args()
     print(f"rtol={a.rtol}, atol={a.atol}, settle_tol={a.settle_tol}, t_max={a.t_max}, "
           f"logistic, g={a.g}, x0 uniform in [-6, 6]^N\n")
     print("| seed | M | N | solve_ivp RK45 loop (s) | koopnet.simulate (s) | speed ratio "
-          "| settled (ours / scipy) | same status | distinct attractors "
+          "| koopnet settled | scipy settle event fired | distinct attractors "
           "| max abs end-state diff | median diff | mean accepted steps | scipy nfev per IC |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for seed in a.seeds:
         r = run(a.m, a.n, a.g, a.t_max, a.rtol, a.atol, a.settle_tol, seed)
         print(f"| {seed} | {r['m']} | {r['n']} | {r['t_scipy']:.2f} | {r['t_ours']:.2f} "
-              f"| {r['ratio']:.1f}x | {r['settled']} / {r['scipy_settled']} "
-              f"| {r['same_status']}/{r['m']} | {r['attractors']} | {r['max_diff']:.1e} "
+              f"| {r['ratio']:.1f}x | {r['settled']}/{r['m']} | {r['scipy_settled']}/{r['m']} "
+              f"| {r['attractors']} | {r['max_diff']:.1e} "
               f"| {r['median_diff']:.1e} | {r['ours_steps']:.0f} | {r['scipy_fev_per_ic']:.0f} |",
               flush=True)
 

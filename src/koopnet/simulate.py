@@ -436,9 +436,13 @@ def assign_to_equilibria(
     ok = np.all(np.isfinite(x_eq), axis=-1)
     if stable is not None:
         ok &= np.asarray(stable, dtype=bool)
+    dist = np.full((B, M, E), np.inf)
     with np.errstate(invalid="ignore"):
-        dist = np.max(np.abs(x_final[:, :, None, :] - x_eq[:, None, :, :]), axis=-1)  # (B,M,E)
-    dist = np.where(ok[:, None, :], dist, np.inf)
+        for b in range(B):  # one network at a time keeps memory at M * E * N
+            e = np.flatnonzero(ok[b])
+            if e.size:
+                dist[b][:, e] = np.max(np.abs(x_final[b][:, None, :] - x_eq[b][e][None, :, :]),
+                                       axis=-1)
     dist = np.where(np.isnan(dist), np.inf, dist)
     nearest = np.argmin(dist, axis=-1)
     dmin = np.take_along_axis(dist, nearest[..., None], axis=-1)[..., 0]
