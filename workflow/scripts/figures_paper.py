@@ -7,6 +7,8 @@ from threadpoolctl import threadpool_limits
 from koopnet.plotting import paper_figure, save_figure
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)
+for noisy in ("fontTools", "matplotlib", "PIL"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 log = logging.getLogger("koopnet")
 settings = snakemake.params.settings
 with threadpool_limits(snakemake.threads):

@@ -6,6 +6,8 @@ from koopnet import io
 from koopnet.plotting import SWEEP_FIGURES, save_figure
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)
+for noisy in ("fontTools", "matplotlib", "PIL"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 log = logging.getLogger("koopnet")
 ds = io.open_dataset(snakemake.input[0])
 out = Path(snakemake.output[0])

@@ -37,6 +37,12 @@ __all__ = [
     "paper_figure",
 ]
 
+#: the poster's bistable neuron and a monostable one
+DEFAULT_CASES = (
+    {"w": 8.0, "theta": -4.0, "label": "bistable, w = 8, theta = -4 (poster)"},
+    {"w": 2.0, "theta": -1.0, "label": "monostable, w = 2, theta = -1"},
+)
+
 # root kinds of the single neuron (flag variable ``root_kind``)
 ROOT_KINDS = ("stable", "unstable", "complex")
 
@@ -95,7 +101,7 @@ def _one_neuron(w: float, theta: float, lam: float, x_range, n_x: int, n_plane: 
     return fam, eq, kind, x, psi_line, p_line, feats, re, im, psi_plane
 
 
-def cubic_neuron_data(cases: Sequence[dict], eigenvalue: float = -0.01, x_range=(-5.0, 5.0), n_x: int = 2001,
+def cubic_neuron_data(cases: Sequence[dict] = DEFAULT_CASES, eigenvalue: float = -0.01, x_range=(-5.0, 5.0), n_x: int = 2001,
                       n_plane: int = 301, activation: str = "cubic") -> xr.Dataset:
     """Single polynomial neuron dx/dt = p(x) = -x + w sigma(x) + theta: p, its roots, psi_lambda.
 
@@ -308,7 +314,7 @@ def _hue_mappable(amax: float):
 # ================================================================== 2. linear network
 
 
-def linear_network_data(W: np.ndarray, theta: np.ndarray, N: int = 8, g: float = 2.0, seed: int = 1,
+def linear_network_data(W=((2.0, -4.0), (4.0, 2.0)), theta=(0.0, 0.0), N: int = 8, g: float = 2.0, seed: int = 1,
                         lattice_order: int = 3, half_width: float = 3.0, n_grid: int = 161) -> xr.Dataset:
     """Linear recurrent networks: spectrum of W and the Koopman lattice; a 2-unit phase portrait.
 
@@ -428,7 +434,7 @@ def matplotlib_cmap(name: str, n: int):
 # ================================================================== 3. feedforward network
 
 
-def feedforward_data(W: np.ndarray, theta: np.ndarray, eigenvalue: float = -1.0, activation: str = "logistic",
+def feedforward_data(W=((0.0, 0.0), (6.0, 0.0)), theta=(-1.0, -3.0), eigenvalue: float = -1.0, activation: str = "logistic",
                      half_width: float = 4.0, n_grid: int = 121, n_trajectories: int = 6,
                      t_trajectory: float = 6.0) -> xr.Dataset:
     """Two-unit feedforward network: the invariant Phi_2 and psi_lambda = u^(-lambda) Phi_2 on a grid.
@@ -527,7 +533,7 @@ def plot_feedforward(ds: xr.Dataset) -> Figure:
 # ================================================================== 4. towards nonlinear recurrence
 
 
-def recurrent_data(W: np.ndarray, theta: np.ndarray | None = None, activation: str = "logistic",
+def recurrent_data(W=((2.0, -6.0), (-6.0, 2.0)), theta=(2.0, 2.0), activation: str = "logistic",
                    taylor_degree: int = 5, gedmd_degree: int = 9, gedmd_half_width: float = 2.5,
                    n_samples: int = 1500, n_test: int = 500, spurious_threshold: float = 1e-2,
                    half_width: float = 6.0, n_grid: int = 151, seed: int = 0, t_basin: float = 60.0) -> xr.Dataset:
@@ -536,8 +542,8 @@ def recurrent_data(W: np.ndarray, theta: np.ndarray | None = None, activation: s
     Parameters
     ----------
     W : array, shape (2, 2)
-    theta : array, shape (2,), optional
-        Default -W 1/2 (centred input).
+    theta : array, shape (2,), or None
+        None means -W 1/2 (centred input); the default is the centred input of the default W.
     taylor_degree : int
         Degree of the Taylor (Carleman) generator at each stable equilibrium.
     gedmd_degree, gedmd_half_width, n_samples, n_test : int, float, int, int

@@ -56,7 +56,7 @@ def new_figure(*args, **kwargs) -> tuple[Figure, np.ndarray]:
 
 
 def save_figure(fig: Figure, png: str | Path, pdf: str | Path | None = None, data: xr.Dataset | None = None,
-                nc: str | Path | None = None, close: bool = True) -> list[Path]:
+                nc: str | Path | None = None, close: bool = True, dpi: float | None = None) -> list[Path]:
     """Save a figure as PNG (and PDF), and the data behind it as netCDF.
 
     Parameters
@@ -69,6 +69,8 @@ def save_figure(fig: Figure, png: str | Path, pdf: str | Path | None = None, dat
         The data plotted (written with :func:`koopnet.io.write_dataset`).
     close : bool
         Close the figure afterwards (frees memory in long workflows).
+    dpi : float, optional
+        PNG resolution (default ``RC["savefig.dpi"]``, 150).
 
     Returns
     -------
@@ -79,7 +81,7 @@ def save_figure(fig: Figure, png: str | Path, pdf: str | Path | None = None, dat
     pdf = Path(pdf) if pdf is not None else png.with_suffix(".pdf")
     png.parent.mkdir(parents=True, exist_ok=True)
     with plt.rc_context(RC):
-        fig.savefig(png)
+        fig.savefig(png, dpi=dpi if dpi is not None else RC["savefig.dpi"])
         fig.savefig(pdf)
     out = [png, pdf]
     if data is not None:
