@@ -191,7 +191,11 @@ def _groups(ds: xr.Dataset, x: str, skip: Sequence[str] = ()) -> tuple[list[str]
 
 
 def _fmt(sel: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sel.items()) if sel else "all"
+    return ", ".join(f"{k}={v}" for k, v in sel.items()) if sel else "all networks"
+
+
+def _wrap(text: str, width: int = 90) -> str:
+    return "\n".join(textwrap.wrap(text, width))
 
 
 def _x_label(ds: xr.Dataset, x: str) -> str:
@@ -230,7 +234,7 @@ def plot_equilibria_count(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
     _, panels = _groups(ds, x, skip=("N",))
     nc = min(3, len(panels))
     nr = -(-len(panels) // nc)
-    fig, axes = new_figure(nr, nc, figsize=(4.8 * nc + 1.5, 3.8 * nr), squeeze=False, sharex=True)
+    fig, axes = new_figure(nr, nc, figsize=(max(4.8 * nc + 3.5, 9.0), 3.8 * nr + 0.4), squeeze=False, sharex=True)
     xv = ds[x].values
     for k, sel in enumerate(panels):
         ax = axes.flat[k]
@@ -262,7 +266,7 @@ def plot_equilibria_count(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
                 Line2D([], [], color="black", marker="v", mfc="white", ls=":", label="stable found"),
                 Line2D([], [], color="black", ls="--", label="Chao1 estimate (band: ± its s.e.)")]
     fig.legend(handles=handles, loc="outside right center")
-    fig.suptitle(f"Number of equilibria vs {x}: {_context(ds)}")
+    fig.suptitle(_wrap(f"Number of equilibria vs {x}: {_context(ds)}"))
     return fig, data
 
 
@@ -279,7 +283,8 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
     _, combos = _groups(ds, x, skip=("N",))
     nc = min(3, len(present))
     nr = -(-len(present) // nc)
-    fig, axes = new_figure(nr, nc, figsize=(4.6 * nc + 2.5, 3.5 * nr), squeeze=False, sharex=True)
+    fig, axes = new_figure(nr, nc, figsize=(max(4.6 * nc + 3.0, 9.0), 3.5 * nr + 0.4), squeeze=False,
+                           sharex=True)
     xv = ds[x].values
     for k, name in enumerate(present):
         ax = axes.flat[k]
@@ -304,7 +309,7 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
                        label=f"N = {n}") for ni, n in enumerate(Ns) if n is not None]
     handles.append(Line2D([], [], color="gray", lw=6, alpha=0.3, label="mean ± s.e. over seeds"))
     fig.legend(handles=handles, loc="outside right center")
-    fig.suptitle(f"{title} vs {x}: {_context(ds)}")
+    fig.suptitle(_wrap(f"{title} vs {x}: {_context(ds)}"))
     return fig, data
 
 
