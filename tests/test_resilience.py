@@ -272,3 +272,30 @@ def test_fold_is_where_det_J_vanishes(W, theta, activation, x_guess):
     lead = ev[np.argmax(ev.real)]
     # distance 1e-9 in theta from a fold: the critical eigenvalue is O(sqrt(1e-9))
     assert abs(lead) < 1e-3 and abs(np.linalg.det(shifted.jacobian(xl[1]))) < 1e-3
+
+
+def test_tanh_odd_symmetry_mirrors_tipping_shifts():
+    # tanh with theta = 0 is odd: x* -> -x* maps equilibria to equilibria and a shift +delta
+    # of x* to -delta of -x*, so tipping_shift_up(x*) = -tipping_shift_down(-x*) exactly
+    from koopnet.equilibria import equilibria_dataset
+
+    rng = np.random.default_rng(8)
+    N = 4
+    W = rng.normal(0.0, 6.0 / np.sqrt(N), (1, N, N))
+    batch = NetworkBatch(W, np.zeros((1, N)), "tanh")
+    eq = equilibria_dataset(batch, [4])
+    stable = np.isin(eq.eq_type.values, [0, 1])
+    x = eq.x_eq.values
+    assert stable.sum() >= 2
+    up, down, st_up, st_down = tipping_shifts(batch, x, stable)
+    pairs = folds = 0
+    for e in np.flatnonzero(stable[0]):
+        d = np.max(np.abs(x[0] + x[0, e]), axis=1)  # partner -x*
+        m = int(np.nanargmin(d))
+        if d[m] < 1e-8 and m != e:
+            pairs += 1
+            assert st_up[0, e] == st_down[0, m]
+            if st_up[0, e] in (TippingStatus.fold, TippingStatus.hopf):
+                folds += 1
+                assert abs(up[0, e] + down[0, m]) < 1e-6
+    assert pairs >= 2 and folds >= 1
