@@ -194,7 +194,9 @@ def brute_force_2d(W: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return np.array(roots).reshape(-1, 2)
 
 
-def test_two_units_match_brute_force():
+@pytest.mark.parametrize("method", ["hybrid", "dogleg"])
+def test_two_units_match_brute_force(method):
+    st = EquilibriumSettings(search_method=method)
     rng = np.random.default_rng(14)
     cases = [np.array([[8.0, -1.0], [-1.0, 8.0]])] + [rng.normal(0, 6.0, (2, 2)) for _ in range(5)]
     total = 0
@@ -202,7 +204,7 @@ def test_two_units_match_brute_force():
         theta = -W.sum(axis=1) / 2 + rng.normal(0, 0.5, 2) * (k > 0)
         net = Network(W, theta, "logistic")
         ref = brute_force_2d(W, theta)
-        r = find_equilibria(net, seed=k)
+        r = find_equilibria(net, st, seed=k)
         assert match(r.x, ref, 1e-8), (k, r.x, ref)
         total += len(ref)
     assert total > len(cases)  # the cases include multistable networks (9 equilibria in the first)
@@ -327,9 +329,10 @@ def _mixed_batch(N=6, B=5):
     return NetworkBatch(W, theta, "logistic"), [101, 7, 33, 2**40 + 5, 0]
 
 
-def test_batch_equals_alone_bitwise():
+@pytest.mark.parametrize("method", ["hybrid", "dogleg"])
+def test_batch_equals_alone_bitwise(method):
     batch, seeds = _mixed_batch()
-    st = EquilibriumSettings(n_starts=64)
+    st = EquilibriumSettings(n_starts=64, search_method=method, chunk_elements=3000)  # several chunks
     ds = equilibria_dataset(batch, seeds, st)
     methods = set(ds.equilibrium_method.values.tolist())
     assert {EquilibriumMethod.newton, EquilibriumMethod.feedforward, EquilibriumMethod.lowrank} <= methods
@@ -387,6 +390,11 @@ def test_dataset_schema():
         assert np.all(np.isfinite(ds.jacobian_eigenvalues.values[b, : n[b]]))
     for name in ["n_equilibria_estimate", "n_equilibria_estimate_se", "fraction_converged"]:
         assert np.all(np.isfinite(ds[name].values))
+
+
+def test_unknown_search_method_is_rejected():
+    with pytest.raises(ValueError, match="search_method"):
+        find_equilibria(Network(np.ones((2, 2)), np.zeros(2), "tanh"), EquilibriumSettings(search_method="x"))
 
 
 def test_settings_from_config_section():

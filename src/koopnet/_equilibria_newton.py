@@ -486,3 +486,227 @@ def dogleg_newton(
     code[code == StartCode.active] = StartCode.max_iter
     return y.reshape(B, S, d), code.reshape(B, S), resid.reshape(B, S), n_iter.reshape(B, S)
 
+
+
+def powell_hybrid(
+    problem: NewtonProblem,
+    y0: np.ndarray,
+    *,
+    tol: float,
+    max_iter: int,
+    divergence_radius: float,
+    factor: float = 100.0,
+    chunk_elements: int = 1 << 22,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Powell's hybrid method (as MINPACK ``hybrj``), vectorised over starts and networks.
+
+    Scaled dogleg trust region; the Jacobian is evaluated exactly (and inverted, one LAPACK
+    call per start) at the start and after two consecutive poor steps, and otherwise
+    updated by Broyden's rank-1 formula in the scaled norm (with Sherman-Morrison for the
+    inverse). Starts whose trust region collapses near a root (residual <= sqrt(tol)) get up
+    to three exact Newton steps. Starts are processed in waves that fit ``chunk_elements``;
+    each wave runs to completion, so every start's arithmetic depends only on itself.
+
+    Parameters and returns as :func:`dogleg_newton` (no search box needed); ``factor`` sets
+    the initial trust radius factor * ||D y0|| as in MINPACK.
+    """
+    B, S, d = y0.shape
+    K_all = B * S
+    per_start = 3 * d * d + d * problem.n_units * (1 + (problem.basis is not None) * d)
+    wave = max(1, int(chunk_elements // max(per_start, 1)))
+    yf = np.asarray(y0, float).reshape(K_all, d)
+    net_all = np.repeat(np.arange(B), S)
+    outs = [np.empty((K_all, d)), np.zeros(K_all, np.int8), np.zeros(K_all), np.zeros(K_all, np.int64)]
+    for w0 in range(0, K_all, wave):
+        sl = slice(w0, min(w0 + wave, K_all))
+        res = _hybrid_wave(problem, yf[sl].copy(), net_all[sl], tol, max_iter, divergence_radius, factor)
+        for o, r in zip(outs, res):
+            o[sl] = r
+    return outs[0].reshape(B, S, d), outs[1].reshape(B, S), outs[2].reshape(B, S), outs[3].reshape(B, S)
+
+
+def _inv(J: np.ndarray) -> np.ndarray:
+    SOLVE_STATS["solves"] += J.shape[0]
+    SOLVE_STATS["dim_cubed"] += 3 * J.shape[0] * J.shape[-1] ** 3  # an inverse ~ 3 LU solves
+    try:
+        return np.linalg.inv(J)
+    except np.linalg.LinAlgError:
+        out = np.full_like(J, np.nan)
+        for k in range(J.shape[0]):
+            try:
+                out[k] = np.linalg.inv(J[k : k + 1])[0]
+            except np.linalg.LinAlgError:
+                pass
+        return out
+
+
+def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, factor):
+    """One wave of :func:`powell_hybrid`; working arrays are compacted as starts leave."""
+    ein = np.einsum
+    K, d = y_out.shape
+    code_out = np.zeros(K, dtype=np.int8)
+    resid_out = np.full(K, np.inf)
+    iter_out = np.zeros(K, dtype=np.int64)
+    # working set (contiguous; rows = still-active starts)
+    pos = np.arange(K)
+    net = net_out.copy()
+    y = y_out.copy()
+    F = problem.residual(y, net)
+    fnorm = np.sqrt((F * F).sum(axis=-1))
+    resid = relative_residual(F, problem.state(y, net))
+    Jm = np.zeros((K, d, d))
+    Hm = np.zeros((K, d, d))
+    D = np.ones((K, d))
+    delta = np.zeros(K)
+    jeval = np.ones(K, dtype=bool)
+    first = np.ones(K, dtype=bool)
+    fresh = np.zeros(K, dtype=bool)
+    ncsuc = np.zeros(K, np.int64)
+    ncfail = np.zeros(K, np.int64)
+    nslow1 = np.zeros(K, np.int64)
+    nslow2 = np.zeros(K, np.int64)
+    n_iter = np.zeros(K, np.int64)
+    code = np.zeros(K, dtype=np.int8)
+    for _ in range(max_iter + 1):
+        conv = (code == StartCode.active) & (resid <= tol)
+        code[conv] = StartCode.converged
+        code[(code == StartCode.active) & (n_iter >= max_iter)] = StartCode.max_iter
+        # retire finished starts, compact the working arrays
+        done = code != StartCode.active
+        if done.any():
+            p_ = pos[done]
+            y_out[p_], code_out[p_], resid_out[p_], iter_out[p_] = y[done], code[done], resid[done], n_iter[done]
+            keep = ~done
+            pos, net, y, F, fnorm, resid = pos[keep], net[keep], y[keep], F[keep], fnorm[keep], resid[keep]
+            Jm, Hm, D, delta, jeval, first, fresh = Jm[keep], Hm[keep], D[keep], delta[keep], jeval[keep], first[keep], fresh[keep]
+            ncsuc, ncfail, nslow1, nslow2 = ncsuc[keep], ncfail[keep], nslow1[keep], nslow2[keep]
+            n_iter, code = n_iter[keep], code[keep]
+        if pos.size == 0:
+            break
+        je = np.flatnonzero(jeval)
+        if je.size:
+            J = problem.jacobian(y[je], net[je])
+            Jm[je] = J
+            Hm[je] = _inv(J)
+            cn = np.sqrt(ein("kij,kij->kj", J, J))
+            cn = np.where(cn > 0, cn, 1.0)
+            f0 = first[je]
+            D[je] = np.where(f0[:, None], cn, np.maximum(D[je], cn))
+            xn = np.sqrt(((D[je] * y[je]) ** 2).sum(axis=-1))
+            delta[je] = np.where(f0, np.where(xn > 0, factor * xn, factor), delta[je])
+            jeval[je] = False
+            fresh[je] = True
+            bad = ~np.all(np.isfinite(Hm[je]), axis=(1, 2))
+            if bad.any():
+                code[je[bad]] = StartCode.singular
+                Hm[je[bad]] = 0.0
+                Jm[je[bad]] = 0.0
+        # scaled dogleg (MINPACK dogleg): Gauss-Newton point, else scaled gradient direction
+        sN = -ein("kij,kj->ki", Hm, F)
+        zN = D * sN
+        nN = np.sqrt((zN * zN).sum(axis=-1))
+        De = delta
+        g = ein("kji,kj->ki", Jm, F) / D
+        gn = np.sqrt((g * g).sum(axis=-1))
+        gdir = g / np.where(gn > 0, gn, 1.0)[:, None]
+        Jgd = ein("kij,kj->ki", Jm, gdir / D)
+        JgJg = (Jgd * Jgd).sum(axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sgnorm = np.where(JgJg > 0, gn / JgJg, 0.0)
+        zC = -sgnorm[:, None] * gdir
+        use_newton = nN <= De
+        use_grad = ~use_newton & (sgnorm >= De)
+        mix = ~use_newton & ~use_grad
+        dz = zN - zC
+        a = (dz * dz).sum(axis=-1)
+        b = 2.0 * (zC * dz).sum(axis=-1)
+        c = (zC * zC).sum(axis=-1) - De * De
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tau = np.where(a > 0, (-b + np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))) / (2 * a), 1.0)
+        tau = np.clip(tau, 0.0, 1.0)
+        # step in z and its image under the model: J sN = -F, J (zC / D) = -sgnorm Jgd
+        alpha = np.where(use_newton, 1.0, np.where(mix, tau, 0.0))  # weight of the Newton point
+        beta = np.where(use_newton, 0.0, np.where(mix, 1.0 - tau, De / np.where(sgnorm > 0, sgnorm, 1.0)))
+        zstep = alpha[:, None] * zN + beta[:, None] * zC
+        step = zstep / D
+        Jp = -alpha[:, None] * F - (beta * sgnorm)[:, None] * Jgd
+        pnorm = np.sqrt((zstep * zstep).sum(axis=-1))
+        De = np.where(first, np.minimum(De, pnorm), De)
+        first[:] = False
+        trial = y + step
+        with np.errstate(over="ignore", invalid="ignore"):
+            Ft = problem.residual(trial, net)
+        finite = np.all(np.isfinite(Ft), axis=-1) & (code == StartCode.active)
+        fn = np.where(finite, np.sqrt(np.where(finite[:, None], Ft * Ft, 0.0).sum(axis=-1)), np.inf)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            actred = np.where(fn < fnorm, 1.0 - (fn / fnorm) ** 2, -1.0)
+            lin = F + Jp
+            tn = np.sqrt((lin * lin).sum(axis=-1))
+            prered = np.where(tn < fnorm, 1.0 - (tn / fnorm) ** 2, 0.0)
+            ratio = np.where(prered > 0, actred / prered, 0.0)
+        poor = ratio < 0.1
+        ncsuc = np.where(poor, 0, ncsuc + 1)
+        ncfail = np.where(poor, ncfail + 1, 0)
+        De = np.where(poor, 0.5 * De, De)
+        good = ~poor & ((ratio >= 0.5) | (ncsuc > 1))
+        De = np.where(good, np.maximum(De, pnorm / 0.5), De)
+        De = np.where(~poor & (np.abs(ratio - 1.0) <= 0.1), pnorm / 0.5, De)
+        delta = De
+        acc = (ratio >= 1e-4) & finite
+        y = np.where(acc[:, None], trial, y)
+        Fold = F
+        F = np.where(acc[:, None], Ft, F)
+        fnorm = np.where(acc, fn, fnorm)
+        if acc.any():
+            ia = np.flatnonzero(acc)
+            resid[ia] = relative_residual(F[ia], problem.state(y[ia], net[ia]))
+        n_iter += code == StartCode.active
+        nslow1 = np.where(actred >= 0.001, 0, nslow1 + 1)
+        nslow2 = np.where(fresh, np.where(actred >= 0.1, 0, nslow2 + 1), nslow2)
+        active = code == StartCode.active
+        div = active & acc & (np.max(np.abs(y), axis=-1) > divergence_radius)
+        code[div] = StartCode.diverged
+        xn = np.sqrt(((D * y) ** 2).sum(axis=-1))
+        collapsed = De <= 1e-15 * np.maximum(xn, 1.0)
+        slow = (nslow2 >= 5) | (nslow1 >= 10)
+        code[(code == StartCode.active) & (collapsed | slow) & (resid > tol)] = StartCode.stalled
+        # Jacobian: re-evaluate after two poor steps, else Broyden update in the scaled norm
+        again = ncfail >= 2
+        jeval |= again
+        ncfail = np.where(again, 0, ncfail)
+        upd = ~again & finite & (pnorm > 0)
+        fresh[:] = False
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(upd[:, None], (D * D) * step / (pnorm * pnorm)[:, None], 0.0)
+            u = np.where(upd[:, None], (Ft - Fold) - Jp, 0.0)
+        Hu = ein("kij,kj->ki", Hm, u)
+        vH = ein("ki,kij->kj", v, Hm)
+        den = 1.0 + (v * Hu).sum(axis=-1)
+        ok = np.abs(den) > 1e-12
+        cf = np.where(ok & upd, 1.0 / np.where(ok, den, 1.0), 0.0)
+        Jm += u[:, :, None] * v[:, None, :]
+        Hm -= (Hu * cf[:, None])[:, :, None] * vH[:, None, :]
+        jeval |= upd & ~ok
+    if pos.size:
+        y_out[pos], code_out[pos], resid_out[pos], iter_out[pos] = y, code, resid, n_iter
+    code_out[code_out == StartCode.active] = StartCode.max_iter
+    # stalled close to a root: finish with exact Newton steps
+    near = np.flatnonzero(
+        ((code_out == StartCode.stalled) | (code_out == StartCode.max_iter)) & (resid_out <= np.sqrt(tol))
+    )
+    F_near = problem.residual(y_out[near], net_out[near])
+    for _ in range(3):
+        if near.size == 0:
+            break
+        J = problem.jacobian(y_out[near], net_out[near])
+        tr = y_out[near] + _solve(J, -F_near)
+        with np.errstate(over="ignore", invalid="ignore"):
+            Ft = problem.residual(tr, net_out[near])
+            rt = relative_residual(Ft, problem.state(tr, net_out[near]))
+        better = np.isfinite(rt) & (rt < resid_out[near])
+        nb = near[better]
+        y_out[nb], resid_out[nb] = tr[better], rt[better]
+        code_out[near[resid_out[near] <= tol]] = StartCode.converged
+        keep = better & (resid_out[near] > tol)
+        near, F_near = near[keep], Ft[keep]
+    return y_out, code_out, resid_out, iter_out

@@ -20,9 +20,11 @@ vectorised damped-Newton search with a completeness estimate elsewhere:
 * low-rank W = U S V^T (numerical rank r <= ``lowrank_max_fraction`` N): Newton on the
   exact r-dimensional reduction x* = theta + U kappa, kappa = S V^T sigma(theta + U kappa),
   followed by refinement in the full N-dimensional system.
-* otherwise (``newton``): Newton with a Powell dogleg trust region (exact Jacobians, one
-  batched LAPACK solve per step) from ``n_starts`` starts drawn uniformly in the search box,
-  vectorised over starts and networks; converged, diverged, singular and stalled starts leave
+* otherwise (``newton``): a start-wise root search from ``n_starts`` starts drawn uniformly
+  in the search box, vectorised over starts and networks: by default Powell's hybrid method
+  (scaled dogleg trust region, exact Jacobian at the start and after two poor steps, Broyden
+  rank-1 updates in between, as MINPACK ``hybrj``), or exact-Jacobian dogleg Newton (one
+  batched LAPACK solve per step); converged, diverged, singular and stalled starts leave
   the active set; duplicates are merged with a relative tolerance and every equilibrium is
   refined by full Newton steps. Optional deflation (Farrell, Birkisson & Funke, SIAM J. Sci.
   Comput. 2015, Armijo-damped deflated Newton) pushes on from the roots already found.
@@ -52,6 +54,7 @@ from ._equilibria_newton import (
     _solve,
     damped_newton,
     dogleg_newton,
+    powell_hybrid,
     relative_residual,
 )
 from ._flags import STABLE_TYPES, EquilibriumType, flag_attrs
@@ -118,7 +121,9 @@ class EquilibriumSettings:
 
     n_starts: int = 256
     """Newton starts per network, drawn uniformly in the search box."""
-    max_iter: int = 80
+    search_method: str = "hybrid"
+    """Start-wise solver: ``hybrid`` (Powell hybrid, Broyden updates between exact Jacobians) or ``dogleg`` (exact-Jacobian trust-region Newton)."""
+    max_iter: int = 200
     """Maximum Newton trial steps per start (trust-region search and each deflation round)."""
     tol_residual: float = 1e-10
     """Convergence and refinement tolerance on the relative residual ||f(x)||_inf / (1 + ||x||_inf)."""
@@ -128,10 +133,12 @@ class EquilibriumSettings:
     """Half-width of the start box theta +- box_halfwidth for unbounded activations (state units)."""
     divergence_radius: float = 1e8
     """A start diverges when ||x||_inf exceeds this (state units); unbounded activations only."""
+    hybrid_factor: float = 100.0
+    """Initial trust radius of the hybrid search, as a multiple of the scaled norm of the start (MINPACK ``factor``)."""
     initial_radius: float = 10.0
-    """Initial trust radius of the dogleg Newton search, per sqrt(dimension) (state units)."""
+    """Initial trust radius of the dogleg search, per sqrt(dimension) (state units)."""
     stall_window: int = 8
-    """A start is abandoned when ||f||_2 has not dropped below stall_factor times its reference within this many steps."""
+    """Dogleg search: a start is abandoned when ||f||_2 has not dropped below stall_factor times its reference within this many steps."""
     stall_factor: float = 0.9
     """Factor by which ||f||_2 must drop within stall_window steps for a start to stay active."""
     max_backtrack: int = 12
@@ -536,16 +543,21 @@ def _search_path(problem, seeds, lower, upper, clip, settings, to_state):
         divergence_radius=settings.divergence_radius,
         chunk_elements=settings.chunk_elements,
     )
-    y, code, _, _ = dogleg_newton(
-        problem,
-        y0,
-        lower,
-        upper,
-        initial_radius=settings.initial_radius,
-        stall_window=settings.stall_window,
-        stall_factor=settings.stall_factor,
-        **kw,
-    )
+    if settings.search_method == "hybrid":
+        y, code, _, _ = powell_hybrid(problem, y0, factor=settings.hybrid_factor, **kw)
+    elif settings.search_method == "dogleg":
+        y, code, _, _ = dogleg_newton(
+            problem,
+            y0,
+            lower,
+            upper,
+            initial_radius=settings.initial_radius,
+            stall_window=settings.stall_window,
+            stall_factor=settings.stall_factor,
+            **kw,
+        )
+    else:
+        raise ValueError(f"unknown search_method {settings.search_method!r}; expected 'hybrid' or 'dogleg'")
     ok = code == StartCode.converged
     label = _dedup(y, ok, settings.dedup_rtol)
     leaders = [np.flatnonzero(label[b] == np.arange(S)) for b in range(B)]
