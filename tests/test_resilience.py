@@ -299,3 +299,33 @@ def test_tanh_odd_symmetry_mirrors_tipping_shifts():
                 folds += 1
                 assert abs(up[0, e] + down[0, m]) < 1e-6
     assert pairs >= 2 and folds >= 1
+
+
+def test_hopf_and_fold_flags_on_excitatory_inhibitory_pair():
+    # an E-I pair (Wilson-Cowan-like): from a stable focus, raising the input ends in a fold
+    # (a real eigenvalue reaches 0), lowering it in a Hopf point (a complex pair reaches the
+    # imaginary axis, the equilibrium survives but loses stability)
+    from scipy.optimize import fsolve
+
+    from koopnet import Network
+    from koopnet._resilience_continuation import continue_to_tipping
+
+    W = np.array([[18.90306591, -11.25763049], [10.78797412, -3.05587226]])
+    theta = np.array([-0.03787215, -0.09585183])
+    net = Network(W, theta, "logistic")
+    x = fsolve(net.vector_field, [-3.03, -0.65], xtol=1e-13)
+    assert np.max(np.linalg.eigvals(net.jacobian(x)).real) < 0
+    sh, st, xl = continue_to_tipping(W[None].repeat(2, 0), theta[None].repeat(2, 0),
+                                     LOGISTIC, np.stack([x, x]), np.array([1.0, -1.0]))
+    assert st[0] == TippingStatus.fold and st[1] == TippingStatus.hopf
+    assert sh[0] > 0 > sh[1]
+    for k in range(2):
+        shifted = Network(W, theta + sh[k], "logistic")
+        assert np.max(np.abs(shifted.vector_field(xl[k]))) < 1e-8
+        ev = np.linalg.eigvals(shifted.jacobian(xl[k]))
+        lead = ev[np.argmax(ev.real)]
+        if k == 0:
+            assert abs(lead) < 1e-3
+        else:
+            # Re lambda is linear in delta at a Hopf point: bracket 1e-9 -> |Re| ~ 1e-9
+            assert abs(lead.real) < 1e-6 and abs(lead.imag) > 0.1
