@@ -226,6 +226,24 @@ EOF
 # (--configfile takes several values: the target goes first)
 SMK=("$VENV/bin/snakemake" "$TARGET" --snakefile "$SNAKEFILE" --configfile "$CONFIGFILE")
 
+# Every rule the profile names must exist in the workflow (a renamed rule would silently
+# lose its resources or its group).
+mkdir -p "$T/rules"
+"$VENV/bin/snakemake" --list-rules --snakefile "$SNAKEFILE" --configfile "$CONFIGFILE" \
+    --directory "$T/rules" >"$T/rules/list.txt" 2>"$T/log/list-rules.log" ||
+    die "snakemake --list-rules failed (see $T/log/list-rules.log)"
+"$PY" - "$PROFILE/config.yaml" "$T/rules/list.txt" <<'EOF' || die "profile names rules the workflow does not have"
+import sys, yaml
+profile = yaml.safe_load(open(sys.argv[1]))
+rules = {line.strip() for line in open(sys.argv[2]) if line.strip()}
+named = set()
+for key in ("set-resources", "set-threads", "groups"):
+    named |= set(profile.get(key) or {})
+unknown = sorted(named - rules)
+if unknown:
+    sys.exit(f"{sys.argv[1]} names unknown rules {unknown}; the workflow has {sorted(rules)}")
+EOF
+
 
 # The local run mostly needs CPU while the cluster start-up mostly waits: overlap them.
 log "local run (background) -> $T/local/$TARGET"
