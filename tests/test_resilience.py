@@ -15,7 +15,6 @@ from koopnet.resilience import (
     TippingStatus,
     basin_stability,
     resilience_dataset,
-    stability_measures,
     tipping_shifts,
 )
 
