@@ -236,7 +236,7 @@ def plot_cubic_neuron(ds: xr.Dataset) -> Figure:
                             fontsize=8)
         ax.set_xlabel("x [state]")
         ax.set_ylabel("dx/dt = p(x) [state/time]")
-        ax.set_title(f"{label}: vector field and equilibria")
+        ax.set_title(f"{label}\nvector field and equilibria", fontsize=10)
         ax.legend(loc="best")
         # (b) log|psi| on the real line
         psi = d["psi_line"].values
@@ -287,7 +287,7 @@ def plot_cubic_neuron(ds: xr.Dataset) -> Figure:
                                            "singularity (unstable root)"), ("D", "gold", "complex root (branch point)"))):
             if k in present:
                 handles.append(Line2D([], [], ls="none", marker=mk, mfc=fc, mec="black", ms=8, label=txt))
-        ax.legend(handles=handles, loc="lower left", framealpha=0.8)
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8)
         ax.set_xlabel("Re x [state]")
         ax.set_ylabel("Im x [state]")
         ax.set_title(rf"domain colouring of $\psi_\lambda$ (hue: arg in $\pm${amax:.2g} rad; "
