@@ -50,6 +50,7 @@ POLICY_RC_CREATED=0
 DAEMONS=()      # "name:pid", in start order
 SLURMCTLD_PID=""
 LOCAL_PID=""
+LIST_PID=""
 ETC_CONF=/etc/slurm/slurm.conf
 ETC_CONF_CREATED=0
 
@@ -92,6 +93,7 @@ cleanup() {
     fi
     # timeout(1) passes SIGTERM on to the local snakemake run.
     if [[ -n $LOCAL_PID ]]; then stop_pid "local snakemake run" "$LOCAL_PID"; fi
+    if [[ -n $LIST_PID ]]; then stop_pid "snakemake --list-rules" "$LIST_PID"; fi
     for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
         entry=${DAEMONS[i]}
         stop_pid "${entry%%:*}" "${entry#*:}"
@@ -121,6 +123,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # One harness at a time per machine (it uses /etc/slurm/slurm.conf, see below).
+mkdir -p /run/lock
 exec 9>/run/lock/koopnet-cluster-test.lock
 flock -w 900 9 || die "another tests/cluster/run.sh is still running"
 
@@ -226,30 +229,16 @@ EOF
 # (--configfile takes several values: the target goes first)
 SMK=("$VENV/bin/snakemake" "$TARGET" --snakefile "$SNAKEFILE" --configfile "$CONFIGFILE")
 
-# Every rule the profile names must exist in the workflow (a renamed rule would silently
-# lose its resources or its group).
-mkdir -p "$T/rules"
-"$VENV/bin/snakemake" --list-rules --snakefile "$SNAKEFILE" --configfile "$CONFIGFILE" \
-    --directory "$T/rules" >"$T/rules/list.txt" 2>"$T/log/list-rules.log" ||
-    die "snakemake --list-rules failed (see $T/log/list-rules.log)"
-"$PY" - "$PROFILE/config.yaml" "$T/rules/list.txt" <<'EOF' || die "profile names rules the workflow does not have"
-import sys, yaml
-profile = yaml.safe_load(open(sys.argv[1]))
-rules = {line.strip() for line in open(sys.argv[2]) if line.strip()}
-named = set()
-for key in ("set-resources", "set-threads", "groups"):
-    named |= set(profile.get(key) or {})
-unknown = sorted(named - rules)
-if unknown:
-    sys.exit(f"{sys.argv[1]} names unknown rules {unknown}; the workflow has {sorted(rules)}")
-EOF
-
-
 # The local run mostly needs CPU while the cluster start-up mostly waits: overlap them.
 log "local run (background) -> $T/local/$TARGET"
 timeout -s KILL "$LOCAL_BOUND" "${SMK[@]}" --directory "$T/local" --cores 2 \
     >"$T/log/snakemake-local.log" 2>&1 </dev/null &
 LOCAL_PID=$!
+# (listed in the background too; checked below, before the SLURM run)
+mkdir -p "$T/rules"
+"$VENV/bin/snakemake" --list-rules --snakefile "$SNAKEFILE" --configfile "$CONFIGFILE" \
+    --directory "$T/rules" >"$T/rules/list.txt" 2>"$T/log/list-rules.log" </dev/null &
+LIST_PID=$!
 
 # ---------------------------------------------------------------- munge
 dd if=/dev/urandom of="$T/munge/munge.key" bs=1024 count=1 status=none
@@ -292,6 +281,25 @@ start slurmd slurmd -D -N "$HOST"
 node_idle() { [[ $(sinfo -h -N -n "$HOST" -o %t) == idle ]]; }
 wait_for 90 "node $HOST to be idle" node_idle
 log "cluster up: $(sinfo -h -o '%P %a %D %t %c CPUs %m MB')"
+
+# ---------------------------------------------------------------- profile vs workflow
+# Every rule the profile names must exist in the workflow (a renamed rule would silently
+# lose its resources or its group).
+rc=0
+wait "$LIST_PID" || rc=$?
+LIST_PID=""
+((rc == 0)) || die "snakemake --list-rules failed (see $T/log/list-rules.log)"
+"$PY" - "$PROFILE/config.yaml" "$T/rules/list.txt" <<'EOF' || die "profile names rules the workflow does not have"
+import sys, yaml
+profile = yaml.safe_load(open(sys.argv[1]))
+rules = {line.strip() for line in open(sys.argv[2]) if line.strip()}
+named = set()
+for key in ("set-resources", "set-threads", "groups"):
+    named |= set(profile.get(key) or {})
+unknown = sorted(named - rules)
+if unknown:
+    sys.exit(f"{sys.argv[1]} names unknown rules {unknown}; the workflow has {sorted(rules)}")
+EOF
 
 # ---------------------------------------------------------------- SLURM run
 # The profile as shipped; the site's part (partition, account) comes from a site profile,
