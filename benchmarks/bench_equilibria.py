@@ -7,8 +7,11 @@ same starts (koopnet's, drawn uniformly in the exact search box from stage_rng(s
 researcher writes by hand: for each start ``scipy.optimize.root(f, x0, jac=J, method="hybr")``,
 keeping solutions with ``success`` and relative residual <= 1e-8.
 
-Also reports the achieved GFLOP/s of koopnet's Newton steps (LU flops 2/3 d^3 + 2 d^2 per
-step over the whole search time) against a plain numpy batched matrix multiply
+Both koopnet search methods are timed: ``hybrid`` (default; Powell hybrid with Broyden
+updates, vectorised) and ``dogleg`` (exact-Jacobian trust-region Newton).
+
+Also reports the achieved GFLOP/s of koopnet's factorisations (LU flops 2/3 d^3 + 2 d^2 per
+solve, an inverse counted as 3 solves, over the whole search time) against a plain numpy batched matrix multiply
 (256, N, N) @ (256, N, N) and a batched np.linalg.solve of the same size.
 
 Run:  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_equilibria.py [--quick]
@@ -31,6 +34,9 @@ from koopnet.equilibria import (
     find_equilibria,
     search_box,
 )
+
+
+METHODS = ("hybrid", "dogleg")
 
 
 def gaussian_logistic(N: int, seed: int, g: float = 8.0) -> Network:
@@ -93,50 +99,54 @@ def main() -> None:
     plan = {20: 3, 50: 3, 100: 2, 200: 1}
     if args.quick:
         plan = {20: 1, 50: 1}
-    settings = EquilibriumSettings(n_starts=args.starts)
-    find_equilibria(gaussian_logistic(8, 0), settings)  # warm-up (imports, caches)
+    find_equilibria(gaussian_logistic(8, 0))  # warm-up (imports, caches)
 
     rows = []
     for N, n_net in plan.items():
-        t_k = t_b = 0.0
-        found_k = found_b = missed = conv = 0
-        lu_flops = 0.0
+        acc = {m: dict(t=0.0, found=0, missed=0, conv=0, flops=0.0) for m in METHODS}
+        t_b = 0.0
+        found_b = 0
         for s in range(n_net):
             seed = 1000 * N + s
             net = gaussian_logistic(N, seed)
-            eqn.SOLVE_STATS.update(solves=0, dim_cubed=0)
-            t = time.perf_counter()
-            r = find_equilibria(net, settings, seed=seed)
-            t_k += time.perf_counter() - t
-            lu_flops += 2 / 3 * eqn.SOLVE_STATS["dim_cubed"] + 2 * eqn.SOLVE_STATS["solves"] * N**2
             tb, roots_b = baseline(net, seed, args.starts)
             t_b += tb
-            found_k += r.n_equilibria
             found_b += roots_b.shape[0]
-            conv += r.n_converged
-            if roots_b.shape[0] and r.n_equilibria:
-                d = np.max(np.abs(roots_b[:, None] - r.x[None]), axis=-1)
-                missed += int(np.sum(d.min(axis=1) > 1e-6 * (1 + np.abs(roots_b).max())))
-            else:
-                missed += roots_b.shape[0]
+            for m in METHODS:
+                st = EquilibriumSettings(n_starts=args.starts, search_method=m)
+                eqn.SOLVE_STATS.update(solves=0, dim_cubed=0)
+                t = time.perf_counter()
+                r = find_equilibria(net, st, seed=seed)
+                a = acc[m]
+                a["t"] += time.perf_counter() - t
+                a["flops"] += 2 / 3 * eqn.SOLVE_STATS["dim_cubed"] + 2 * eqn.SOLVE_STATS["solves"] * N**2
+                a["found"] += r.n_equilibria
+                a["conv"] += r.n_converged
+                if roots_b.shape[0] and r.n_equilibria:
+                    d = np.max(np.abs(roots_b[:, None] - r.x[None]), axis=-1)
+                    a["missed"] += int(np.sum(d.min(axis=1) > 1e-6 * (1 + np.abs(roots_b).max())))
+                else:
+                    a["missed"] += roots_b.shape[0]
         gf_mm, gf_solve = throughput(N)
-        gf_k = lu_flops / t_k / 1e9
-        rows.append(
-            (N, n_net, t_k / n_net, t_b / n_net, t_b / t_k, found_k / n_net, found_b / n_net, missed,
-             conv / (n_net * args.starts), gf_k, gf_solve, gf_mm, gf_k / gf_mm)
-        )
+        for m in METHODS:
+            a = acc[m]
+            gf_k = a["flops"] / a["t"] / 1e9
+            rows.append(
+                (N, m, n_net, a["t"] / n_net, t_b / n_net, t_b / a["t"], a["found"] / n_net, found_b / n_net,
+                 a["missed"], a["conv"] / (n_net * args.starts), gf_k, gf_solve, gf_mm, gf_k / gf_mm)
+            )
 
     print(f"starts per network: {args.starts}; times are per network (s)\n")
     print(
-        "| N | networks | koopnet s | scipy hybr s | speed-up | distinct koopnet | distinct hybr "
-        "| hybr roots missed by koopnet | koopnet converged frac | koopnet Newton GFLOP/s "
-        "| numpy batched solve GFLOP/s | numpy batched matmul GFLOP/s | Newton / matmul |"
+        "| N | koopnet search_method | networks | koopnet s | scipy hybr s | speed-up | distinct koopnet "
+        "| distinct hybr | hybr roots missed by koopnet | koopnet converged frac | koopnet LU GFLOP/s "
+        "| numpy batched solve GFLOP/s | numpy batched matmul GFLOP/s | LU / matmul |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.1f}x | {r[5]:.1f} | {r[6]:.1f} | {r[7]} "
-            f"| {r[8]:.2f} | {r[9]:.2f} | {r[10]:.2f} | {r[11]:.2f} | {r[12]:.2f} |"
+            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.1f}x | {r[6]:.1f} | {r[7]:.1f} "
+            f"| {r[8]} | {r[9]:.2f} | {r[10]:.2f} | {r[11]:.2f} | {r[12]:.2f} | {r[13]:.2f} |"
         )
 
 

@@ -1,4 +1,8 @@
-"""Vectorised damped Newton for the equilibria engine (private).
+"""Vectorised root searches for the equilibria engine (private).
+
+Three solvers share one problem description: :func:`powell_hybrid` (MINPACK ``hybrj``'s
+scaled dogleg with Broyden updates; the default search), :func:`dogleg_newton` (exact
+Jacobian every step) and :func:`damped_newton` (Armijo line search; used with deflation).
 
 Solves, for many starts of many networks at once, the (possibly reduced) equilibrium
 equation
@@ -24,11 +28,18 @@ import numpy as np
 
 from .activations import Activation
 
-__all__ = ["NewtonProblem", "StartCode", "damped_newton", "relative_residual"]
+__all__ = [
+    "NewtonProblem",
+    "StartCode",
+    "damped_newton",
+    "dogleg_newton",
+    "powell_hybrid",
+    "relative_residual",
+]
 
 
 class StartCode:
-    """Per-start outcome codes of :func:`damped_newton`."""
+    """Per-start outcome codes of the solvers."""
 
     active = 0
     converged = 1
@@ -556,6 +567,7 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
     resid = relative_residual(F, problem.state(y, net))
     Jm = np.zeros((K, d, d))
     Hm = np.zeros((K, d, d))
+    tmp = np.empty((K, d, d))  # scratch for the rank-1 updates
     D = np.ones((K, d))
     delta = np.zeros(K)
     jeval = np.ones(K, dtype=bool)
@@ -571,9 +583,10 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
         conv = (code == StartCode.active) & (resid <= tol)
         code[conv] = StartCode.converged
         code[(code == StartCode.active) & (n_iter >= max_iter)] = StartCode.max_iter
-        # retire finished starts, compact the working arrays
+        # retire finished starts and compact the working arrays once a quarter has finished
+        # (finished rows in between are inert: every update below is masked by `active`)
         done = code != StartCode.active
-        if done.any():
+        if done.all() or done.sum() >= max(1, pos.size // 4):
             p_ = pos[done]
             y_out[p_], code_out[p_], resid_out[p_], iter_out[p_] = y[done], code[done], resid[done], n_iter[done]
             keep = ~done
@@ -583,7 +596,8 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
             n_iter, code = n_iter[keep], code[keep]
         if pos.size == 0:
             break
-        je = np.flatnonzero(jeval)
+        active = code == StartCode.active
+        je = np.flatnonzero(jeval & active)
         if je.size:
             J = problem.jacobian(y[je], net[je])
             Jm[je] = J
@@ -684,8 +698,11 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
         den = 1.0 + (v * Hu).sum(axis=-1)
         ok = np.abs(den) > 1e-12
         cf = np.where(ok & upd, 1.0 / np.where(ok, den, 1.0), 0.0)
-        Jm += u[:, :, None] * v[:, None, :]
-        Hm -= (Hu * cf[:, None])[:, :, None] * vH[:, None, :]
+        outer = tmp[: pos.size]
+        np.einsum("ki,kj->kij", u, v, out=outer)
+        Jm += outer
+        np.einsum("ki,kj->kij", Hu * cf[:, None], vH, out=outer)
+        Hm -= outer
         jeval |= upd & ~ok
     if pos.size:
         y_out[pos], code_out[pos], resid_out[pos], iter_out[pos] = y, code, resid, n_iter
