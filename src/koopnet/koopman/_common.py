@@ -7,7 +7,6 @@ from enum import IntEnum
 from functools import lru_cache
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 __all__ = [
     "AnalyticFamily",
@@ -119,6 +118,8 @@ def match_eigenvalues(reference: np.ndarray, candidates: np.ndarray) -> tuple[np
     if ok_r.size == 0 or ok_c.size == 0:
         return errors, index
     cost = np.abs(reference[ok_r, None] - candidates[None, ok_c])
+    from scipy.optimize import linear_sum_assignment  # lazy: scipy.optimize costs ~0.5 s to import
+
     rows, cols = linear_sum_assignment(cost)
     errors[ok_r[rows]] = cost[rows, cols]
     index[ok_r[rows]] = ok_c[cols]
