@@ -83,11 +83,11 @@ cleanup() {
     trap - EXIT INT TERM
     if [[ -n $SLURMCTLD_PID ]] && pid_alive "$SLURMCTLD_PID"; then
         # Cancel whatever is left in our private cluster (only after a failed run).
-        local jobs
-        jobs=$(timeout 10 squeue -h -o %i 2>/dev/null)
-        if [[ -n $jobs ]]; then
-            log "cancelling leftover jobs: $(echo $jobs)"
-            timeout 10 scancel $jobs
+        local -a jobs
+        mapfile -t jobs < <(timeout 10 squeue -h -o %i 2>/dev/null)
+        if ((${#jobs[@]})); then
+            log "cancelling leftover jobs: ${jobs[*]}"
+            timeout 10 scancel "${jobs[@]}"
             sleep 3
         fi
     fi
@@ -317,6 +317,9 @@ echo "$submitted" >&2
 njobs=$(grep -c . <<<"$submitted" || true)
 ((njobs >= 1)) || die "sacct shows no jobs: the run did not go through SLURM"
 if grep -v ' COMPLETED ' <<<"$submitted" | grep -q .; then die "not all SLURM jobs COMPLETED"; fi
+# (the site profile keeps the logs of successful jobs; grouped submissions log under group_*)
+compgen -G "$T/slurm/.snakemake/slurm_logs/group_sweepjob*" >/dev/null ||
+    die "no grouped submission (group sweepjob) in $T/slurm/.snakemake/slurm_logs"
 
 log "waiting for the local run"
 rc=0
