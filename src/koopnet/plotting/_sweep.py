@@ -297,6 +297,10 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
                 ax.plot(xv, m, color=c, ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)], ms=4, lw=1.4)
                 ax.fill_between(xv, m - e, m + e, color=c, alpha=0.15, lw=0)
         _scales(ax, xv)
+        m_all = data[f"{name}_mean"].values
+        m_all = m_all[np.isfinite(m_all)]
+        if m_all.size and m_all.min() > 0 and m_all.max() / m_all.min() > 30:  # e.g. return times near a fold
+            ax.set_yscale("log")
         q = QUANTITIES[name]
         ax.set_title("\n".join(textwrap.wrap(q.label, 42)), fontsize=10)
         ax.set_ylabel(q.units if q.units in ("count", "fraction") else f"[{q.units}]")
