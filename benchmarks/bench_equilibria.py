@@ -35,7 +35,6 @@ from koopnet.equilibria import (
     search_box,
 )
 
-
 METHODS = ("hybrid", "dogleg")
 
 
@@ -119,7 +118,9 @@ def main() -> None:
                 r = find_equilibria(net, st, seed=seed)
                 a = acc[m]
                 a["t"] += time.perf_counter() - t
-                a["flops"] += 2 / 3 * eqn.SOLVE_STATS["dim_cubed"] + 2 * eqn.SOLVE_STATS["solves"] * N**2
+                a["flops"] += (
+                    2 / 3 * eqn.SOLVE_STATS["dim_cubed"] + 2 * eqn.SOLVE_STATS["solves"] * N**2
+                )
                 a["found"] += r.n_equilibria
                 a["conv"] += r.n_converged
                 if roots_b.shape[0] and r.n_equilibria:
@@ -132,8 +133,22 @@ def main() -> None:
             a = acc[m]
             gf_k = a["flops"] / a["t"] / 1e9
             rows.append(
-                (N, m, n_net, a["t"] / n_net, t_b / n_net, t_b / a["t"], a["found"] / n_net, found_b / n_net,
-                 a["missed"], a["conv"] / (n_net * args.starts), gf_k, gf_solve, gf_mm, gf_k / gf_mm)
+                (
+                    N,
+                    m,
+                    n_net,
+                    a["t"] / n_net,
+                    t_b / n_net,
+                    t_b / a["t"],
+                    a["found"] / n_net,
+                    found_b / n_net,
+                    a["missed"],
+                    a["conv"] / (n_net * args.starts),
+                    gf_k,
+                    gf_solve,
+                    gf_mm,
+                    gf_k / gf_mm,
+                )
             )
 
     print(f"starts per network: {args.starts}; times are per network (s)\n")

@@ -49,7 +49,9 @@ def test_poster_cubic_neuron_matches_numpy_roots():
     np.testing.assert_allclose(r.jacobian_eigenvalues[:, 0].real, [-2, -2, 1], atol=1e-12)
 
 
-@pytest.mark.parametrize("w,theta", [(8.0, -4.0), (6.0, -2.5), (-3.0, 1.0), (12.0, -5.0), (2.0, 0.7)])
+@pytest.mark.parametrize(
+    "w,theta", [(8.0, -4.0), (6.0, -2.5), (-3.0, 1.0), (12.0, -5.0), (2.0, 0.7)]
+)
 def test_cubic_neuron_vs_numpy_roots(w, theta):
     r = find_equilibria(Network([[w]], [theta], "cubic"))
     z = np.roots([-w / 48, 0.0, w / 4 - 1, w / 2 + theta])
@@ -107,7 +109,9 @@ def test_linear_network_unique_solution_and_spectrum():
     assert r.method == EquilibriumMethod.linear and r.n_equilibria == 1
     np.testing.assert_allclose(r.x[0], x, rtol=1e-12, atol=1e-12)
     ev = np.linalg.eigvals(W) / 4 - 1
-    np.testing.assert_allclose(np.sort_complex(r.jacobian_eigenvalues[0]), np.sort_complex(ev), atol=1e-12)
+    np.testing.assert_allclose(
+        np.sort_complex(r.jacobian_eigenvalues[0]), np.sort_complex(ev), atol=1e-12
+    )
     # SCIENCE.md 6: stable iff max Re eig W < 4
     assert (r.n_stable == 1) == (np.max(np.linalg.eigvals(W).real) < 4)
 
@@ -188,7 +192,9 @@ def brute_force_2d(W: np.ndarray, theta: np.ndarray) -> np.ndarray:
     grid = np.linspace(lo - 1e-3 * np.pi, hi + 1e-3 * np.e, 400_001)  # no grid point on a root
     v = g(grid)
     roots = []
-    for i in np.flatnonzero(np.isfinite(v[:-1]) & np.isfinite(v[1:]) & (np.sign(v[:-1]) != np.sign(v[1:]))):
+    for i in np.flatnonzero(
+        np.isfinite(v[:-1]) & np.isfinite(v[1:]) & (np.sign(v[:-1]) != np.sign(v[1:]))
+    ):
         x1 = brentq(g, grid[i], grid[i + 1], xtol=1e-14, rtol=1e-15)
         roots.append([x1, float(x2_of(x1))])
     return np.array(roots).reshape(-1, 2)
@@ -279,7 +285,14 @@ def test_classification_cases():
     )
     t, nu = classify_equilibrium(ev)
     E = EquilibriumType
-    assert list(t) == [E.stable_focus, E.stable_node, E.saddle, E.unstable_focus, E.unstable_node, E.non_hyperbolic]
+    assert list(t) == [
+        E.stable_focus,
+        E.stable_node,
+        E.saddle,
+        E.unstable_focus,
+        E.unstable_node,
+        E.non_hyperbolic,
+    ]
     assert list(nu) == [0, 0, 1, 3, 3, 0]
 
 
@@ -289,7 +302,9 @@ def test_chao1_formula():
     a = (n - 1) / n
     assert est == pytest.approx(6 + a * f1 * (f1 - 1) / (2 * (f2 + 1)), rel=1e-15)
     q = f1 / f2
-    assert se == pytest.approx(np.sqrt(f2 * (a * q**2 / 2 + a**2 * q**3 + a**2 * q**4 / 4)), rel=1e-15)
+    assert se == pytest.approx(
+        np.sqrt(f2 * (a * q**2 / 2 + a**2 * q**3 + a**2 * q**4 / 4)), rel=1e-15
+    )
     assert chao1(np.array([10, 7]), 2) == (2.0, 0.0)  # no singletons: everything seen
 
 
@@ -298,9 +313,13 @@ def test_deflation_finds_more_from_few_starts():
     net = Network(W, -W.sum(axis=1) / 2, "logistic")
     few = EquilibriumSettings(n_starts=3)
     plain = find_equilibria(net, few, seed=0)
-    defl = find_equilibria(net, EquilibriumSettings(n_starts=3, deflation_rounds=8, deflation_starts=3), seed=0)
+    defl = find_equilibria(
+        net, EquilibriumSettings(n_starts=3, deflation_rounds=8, deflation_starts=3), seed=0
+    )
     assert defl.n_equilibria > plain.n_equilibria
-    assert match(plain.x, defl.x[: plain.n_equilibria], 1e-9) or defl.n_equilibria > plain.n_equilibria
+    assert (
+        match(plain.x, defl.x[: plain.n_equilibria], 1e-9) or defl.n_equilibria > plain.n_equilibria
+    )
     np.testing.assert_array_less(residual(net, defl.x), 1e-10)
     assert np.all(defl.hits[defl.hits == 0] == 0) and defl.hits.sum() == defl.n_converged
     ref = brute_force_2d(W, -W.sum(axis=1) / 2)
@@ -311,7 +330,9 @@ def test_deflation_finds_more_from_few_starts():
 def test_no_convergence_is_flagged_not_raised():
     rng = np.random.default_rng(18)
     W = rng.normal(0, 4.0, (5, 5))
-    r = find_equilibria(Network(W, -W.sum(axis=1) / 2, "logistic"), EquilibriumSettings(max_iter=0), seed=0)
+    r = find_equilibria(
+        Network(W, -W.sum(axis=1) / 2, "logistic"), EquilibriumSettings(max_iter=0), seed=0
+    )
     assert r.status == EquilibriumStatus.no_convergence and r.n_equilibria == 0
     assert r.fraction_converged == 0.0
 
@@ -332,12 +353,20 @@ def _mixed_batch(N=6, B=5):
 @pytest.mark.parametrize("method", ["hybrid", "dogleg"])
 def test_batch_equals_alone_bitwise(method):
     batch, seeds = _mixed_batch()
-    st = EquilibriumSettings(n_starts=64, search_method=method, chunk_elements=3000)  # several chunks
+    st = EquilibriumSettings(
+        n_starts=64, search_method=method, chunk_elements=3000
+    )  # several chunks
     ds = equilibria_dataset(batch, seeds, st)
     methods = set(ds.equilibrium_method.values.tolist())
-    assert {EquilibriumMethod.newton, EquilibriumMethod.feedforward, EquilibriumMethod.lowrank} <= methods
+    assert {
+        EquilibriumMethod.newton,
+        EquilibriumMethod.feedforward,
+        EquilibriumMethod.lowrank,
+    } <= methods
     for b in range(len(batch)):
-        one = equilibria_dataset(NetworkBatch(batch.W[b : b + 1], batch.theta[b : b + 1], "logistic"), [seeds[b]], st)
+        one = equilibria_dataset(
+            NetworkBatch(batch.W[b : b + 1], batch.theta[b : b + 1], "logistic"), [seeds[b]], st
+        )
         n = int(one.n_equilibria[0])
         assert n == int(ds.n_equilibria[b])
         for name, var in one.data_vars.items():
@@ -349,11 +378,16 @@ def test_batch_equals_alone_bitwise(method):
         assert np.all(np.isnan(ds.x_eq.values[b, n:])) and np.all(ds.eq_type.values[b, n:] == -1)
     # a different batch order gives the same per-network bytes
     perm = [4, 2, 0, 3, 1]
-    ds2 = equilibria_dataset(NetworkBatch(batch.W[perm], batch.theta[perm], "logistic"), [seeds[p] for p in perm], st)
+    ds2 = equilibria_dataset(
+        NetworkBatch(batch.W[perm], batch.theta[perm], "logistic"), [seeds[p] for p in perm], st
+    )
     for i, p in enumerate(perm):
         n = int(ds.n_equilibria[p])
         assert ds2.x_eq.values[i, :n].tobytes() == ds.x_eq.values[p, :n].tobytes()
-        assert ds2.jacobian_eigenvalues.values[i, :n].tobytes() == ds.jacobian_eigenvalues.values[p, :n].tobytes()
+        assert (
+            ds2.jacobian_eigenvalues.values[i, :n].tobytes()
+            == ds.jacobian_eigenvalues.values[p, :n].tobytes()
+        )
 
 
 def test_dataset_schema():
@@ -394,15 +428,17 @@ def test_dataset_schema():
 
 def test_unknown_search_method_is_rejected():
     with pytest.raises(ValueError, match="search_method"):
-        find_equilibria(Network(np.ones((2, 2)), np.zeros(2), "tanh"), EquilibriumSettings(search_method="x"))
+        find_equilibria(
+            Network(np.ones((2, 2)), np.zeros(2), "tanh"), EquilibriumSettings(search_method="x")
+        )
 
 
 def test_settings_from_config_section():
     st = EquilibriumSettings(**{"n_starts": 16, "tol_residual": 1e-11, "box_halfwidth": 5.0})
     assert st.n_starts == 16
-    r = find_equilibria_batch(
-        NetworkBatch(np.zeros((1, 3, 3)), np.ones((1, 3)), "cubic"), [0], st
-    )[0]
+    r = find_equilibria_batch(NetworkBatch(np.zeros((1, 3, 3)), np.ones((1, 3)), "cubic"), [0], st)[
+        0
+    ]
     # W = 0 is feedforward: x = theta exactly
     assert r.method == EquilibriumMethod.feedforward and np.array_equal(r.x, np.ones((1, 3)))
 

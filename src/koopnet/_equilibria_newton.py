@@ -278,7 +278,14 @@ def damped_newton(
                 bad |= on_root | ~np.all(np.isfinite(step), axis=-1)
             code[idx[bad]] = StartCode.singular
             keep = ~bad
-            idx, net, Ak, yk, F, step = idx[keep], net[keep], Ak[keep], yk[keep], F[keep], step[keep]
+            idx, net, Ak, yk, F, step = (
+                idx[keep],
+                net[keep],
+                Ak[keep],
+                yk[keep],
+                F[keep],
+                step[keep],
+            )
             if idx.size == 0:
                 continue
             # cap the step at the box width, then Armijo backtracking on ||F||_2
@@ -498,7 +505,6 @@ def dogleg_newton(
     return y.reshape(B, S, d), code.reshape(B, S), resid.reshape(B, S), n_iter.reshape(B, S)
 
 
-
 def powell_hybrid(
     problem: NewtonProblem,
     y0: np.ndarray,
@@ -527,13 +533,25 @@ def powell_hybrid(
     wave = max(1, int(chunk_elements // max(per_start, 1)))
     yf = np.asarray(y0, float).reshape(K_all, d)
     net_all = np.repeat(np.arange(B), S)
-    outs = [np.empty((K_all, d)), np.zeros(K_all, np.int8), np.zeros(K_all), np.zeros(K_all, np.int64)]
+    outs = [
+        np.empty((K_all, d)),
+        np.zeros(K_all, np.int8),
+        np.zeros(K_all),
+        np.zeros(K_all, np.int64),
+    ]
     for w0 in range(0, K_all, wave):
         sl = slice(w0, min(w0 + wave, K_all))
-        res = _hybrid_wave(problem, yf[sl].copy(), net_all[sl], tol, max_iter, divergence_radius, factor)
+        res = _hybrid_wave(
+            problem, yf[sl].copy(), net_all[sl], tol, max_iter, divergence_radius, factor
+        )
         for o, r in zip(outs, res):
             o[sl] = r
-    return outs[0].reshape(B, S, d), outs[1].reshape(B, S), outs[2].reshape(B, S), outs[3].reshape(B, S)
+    return (
+        outs[0].reshape(B, S, d),
+        outs[1].reshape(B, S),
+        outs[2].reshape(B, S),
+        outs[3].reshape(B, S),
+    )
 
 
 def _inv(J: np.ndarray) -> np.ndarray:
@@ -588,10 +606,30 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
         done = code != StartCode.active
         if done.all() or done.sum() >= max(1, pos.size // 4):
             p_ = pos[done]
-            y_out[p_], code_out[p_], resid_out[p_], iter_out[p_] = y[done], code[done], resid[done], n_iter[done]
+            y_out[p_], code_out[p_], resid_out[p_], iter_out[p_] = (
+                y[done],
+                code[done],
+                resid[done],
+                n_iter[done],
+            )
             keep = ~done
-            pos, net, y, F, fnorm, resid = pos[keep], net[keep], y[keep], F[keep], fnorm[keep], resid[keep]
-            Jm, Hm, D, delta, jeval, first, fresh = Jm[keep], Hm[keep], D[keep], delta[keep], jeval[keep], first[keep], fresh[keep]
+            pos, net, y, F, fnorm, resid = (
+                pos[keep],
+                net[keep],
+                y[keep],
+                F[keep],
+                fnorm[keep],
+                resid[keep],
+            )
+            Jm, Hm, D, delta, jeval, first, fresh = (
+                Jm[keep],
+                Hm[keep],
+                D[keep],
+                delta[keep],
+                jeval[keep],
+                first[keep],
+                fresh[keep],
+            )
             ncsuc, ncfail, nslow1, nslow2 = ncsuc[keep], ncfail[keep], nslow1[keep], nslow2[keep]
             n_iter, code = n_iter[keep], code[keep]
         if pos.size == 0:
@@ -640,7 +678,9 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
         tau = np.clip(tau, 0.0, 1.0)
         # step in z and its image under the model: J sN = -F, J (zC / D) = -sgnorm Jgd
         alpha = np.where(use_newton, 1.0, np.where(mix, tau, 0.0))  # weight of the Newton point
-        beta = np.where(use_newton, 0.0, np.where(mix, 1.0 - tau, De / np.where(sgnorm > 0, sgnorm, 1.0)))
+        beta = np.where(
+            use_newton, 0.0, np.where(mix, 1.0 - tau, De / np.where(sgnorm > 0, sgnorm, 1.0))
+        )
         zstep = alpha[:, None] * zN + beta[:, None] * zC
         step = zstep / D
         Jp = -alpha[:, None] * F - (beta * sgnorm)[:, None] * Jgd
@@ -709,7 +749,8 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
     code_out[code_out == StartCode.active] = StartCode.max_iter
     # stalled close to a root: finish with exact Newton steps
     near = np.flatnonzero(
-        ((code_out == StartCode.stalled) | (code_out == StartCode.max_iter)) & (resid_out <= np.sqrt(tol))
+        ((code_out == StartCode.stalled) | (code_out == StartCode.max_iter))
+        & (resid_out <= np.sqrt(tol))
     )
     F_near = problem.residual(y_out[near], net_out[near])
     for _ in range(3):

@@ -306,7 +306,9 @@ def _sort_eigenvalues(ev: np.ndarray) -> np.ndarray:
     return np.take_along_axis(ev, order, axis=-1)
 
 
-def classify_equilibrium(eigenvalues: np.ndarray, tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+def classify_equilibrium(
+    eigenvalues: np.ndarray, tol: float = 1e-8
+) -> tuple[np.ndarray, np.ndarray]:
     """Type and number of unstable directions from sorted Jacobian eigenvalues.
 
     Parameters
@@ -333,7 +335,9 @@ def classify_equilibrium(eigenvalues: np.ndarray, tol: float = 1e-8) -> tuple[np
     trail_cplx = np.abs(im[..., -1]) > tol
     stable = n_stab == n
     unstable = n_unst == n
-    t[stable] = np.where(lead_cplx[stable], EquilibriumType.stable_focus, EquilibriumType.stable_node)
+    t[stable] = np.where(
+        lead_cplx[stable], EquilibriumType.stable_focus, EquilibriumType.stable_node
+    )
     t[unstable] = np.where(
         trail_cplx[unstable], EquilibriumType.unstable_focus, EquilibriumType.unstable_node
     )
@@ -466,7 +470,9 @@ def _linear_path(W, theta, settings):
     out = []
     for k in range(B):
         if singular[k]:
-            out.append(_Found(np.zeros((0, N)), np.zeros(0, np.int64), status=EquilibriumStatus.singular))
+            out.append(
+                _Found(np.zeros((0, N)), np.zeros(0, np.int64), status=EquilibriumStatus.singular)
+            )
         else:
             x = np.linalg.solve(A[k : k + 1], -b[k : k + 1, :, None])[0, :, 0]
             out.append(_Found(x[None], np.zeros(1, np.int64), exact_count=True))
@@ -482,9 +488,13 @@ def _feedforward_path(W, theta, act):
     out = []
     for k in range(B):
         if np.all(np.isfinite(x[k])):
-            out.append(_Found(x[k][None], np.zeros(1, np.int64), exact_count=True, eig_minus_one=True))
+            out.append(
+                _Found(x[k][None], np.zeros(1, np.int64), exact_count=True, eig_minus_one=True)
+            )
         else:
-            out.append(_Found(np.zeros((0, N)), np.zeros(0, np.int64), status=EquilibriumStatus.overflow))
+            out.append(
+                _Found(np.zeros((0, N)), np.zeros(0, np.int64), status=EquilibriumStatus.overflow)
+            )
     return out
 
 
@@ -502,12 +512,16 @@ def _polynomial_path(W, theta, act, settings):
         c = coef[k]
         nz = np.flatnonzero(c != 0.0)
         if nz.size == 0:
-            out.append(_Found(np.zeros((0, 1)), np.zeros(0, np.int64), status=EquilibriumStatus.singular))
+            out.append(
+                _Found(np.zeros((0, 1)), np.zeros(0, np.int64), status=EquilibriumStatus.singular)
+            )
             continue
         deg = nz[-1]
         if deg == 0:
             out.append(
-                _Found(np.zeros((0, 1)), np.zeros(0, np.int64), status=EquilibriumStatus.no_equilibrium)
+                _Found(
+                    np.zeros((0, 1)), np.zeros(0, np.int64), status=EquilibriumStatus.no_equilibrium
+                )
             )
             continue
         monic = c[:deg] / c[deg]
@@ -519,7 +533,9 @@ def _polynomial_path(W, theta, act, settings):
         real = np.sort(real)
         if real.size == 0:
             out.append(
-                _Found(np.zeros((0, 1)), np.zeros(0, np.int64), status=EquilibriumStatus.no_equilibrium)
+                _Found(
+                    np.zeros((0, 1)), np.zeros(0, np.int64), status=EquilibriumStatus.no_equilibrium
+                )
             )
             continue
         lab = _dedup(real[None, :, None], np.ones((1, real.size), bool), settings.dedup_rtol)[0]
@@ -557,7 +573,9 @@ def _search_path(problem, seeds, lower, upper, clip, settings, to_state):
             **kw,
         )
     else:
-        raise ValueError(f"unknown search_method {settings.search_method!r}; expected 'hybrid' or 'dogleg'")
+        raise ValueError(
+            f"unknown search_method {settings.search_method!r}; expected 'hybrid' or 'dogleg'"
+        )
     ok = code == StartCode.converged
     label = _dedup(y, ok, settings.dedup_rtol)
     leaders = [np.flatnonzero(label[b] == np.arange(S)) for b in range(B)]
@@ -599,7 +617,11 @@ def _search_path(problem, seeds, lower, upper, clip, settings, to_state):
 
     out = []
     for b in range(B):
-        x = to_state(roots[b], np.full(roots[b].shape[0], b)) if roots[b].size else np.zeros((0, problem.n_units))
+        x = (
+            to_state(roots[b], np.full(roots[b].shape[0], b))
+            if roots[b].size
+            else np.zeros((0, problem.n_units))
+        )
         status = EquilibriumStatus.ok if x.shape[0] else EquilibriumStatus.no_convergence
         out.append(_Found(x, hits[b].astype(np.int64), S, int(n_conv[b]), status))
     return out
@@ -705,7 +727,9 @@ def find_equilibria_batch(
     ev = np.empty((X.shape[0], N), dtype=complex)
     chunk = max(1, settings.chunk_elements // max(N * N, 1))
     for c0 in range(0, X.shape[0], chunk):
-        ev[c0 : c0 + chunk] = np.linalg.eigvals(full.jacobian(X[c0 : c0 + chunk], net[c0 : c0 + chunk]))
+        ev[c0 : c0 + chunk] = np.linalg.eigvals(
+            full.jacobian(X[c0 : c0 + chunk], net[c0 : c0 + chunk])
+        )
     minus_one = np.repeat(np.array([f.eig_minus_one for f in found], dtype=bool), counts)
     ev[minus_one] = -1.0 + 0.0j
     ev = _sort_eigenvalues(ev)
@@ -807,8 +831,12 @@ def equilibria_dataset(
         return xr.Variable(dims, data, flag_attrs(enum, long_name))
 
     data = {
-        "n_equilibria": v(net, np.array([r.n_equilibria for r in res], np.int64), "number of equilibria found"),
-        "n_stable": v(net, np.array([r.n_stable for r in res], np.int64), "number of stable equilibria found"),
+        "n_equilibria": v(
+            net, np.array([r.n_equilibria for r in res], np.int64), "number of equilibria found"
+        ),
+        "n_stable": v(
+            net, np.array([r.n_stable for r in res], np.int64), "number of stable equilibria found"
+        ),
         "n_equilibria_estimate": v(
             net,
             np.array([r.n_estimate for r in res]),
@@ -818,9 +846,13 @@ def equilibria_dataset(
             net, np.array([r.n_estimate_se for r in res]), "standard error of n_equilibria_estimate"
         ),
         "n_starts": v(net, np.array([r.n_starts for r in res], np.int64), "Newton starts used"),
-        "n_converged": v(net, np.array([r.n_converged for r in res], np.int64), "Newton starts that converged"),
+        "n_converged": v(
+            net, np.array([r.n_converged for r in res], np.int64), "Newton starts that converged"
+        ),
         "fraction_converged": v(
-            net, np.array([r.fraction_converged for r in res]), "fraction of Newton starts that converged"
+            net,
+            np.array([r.fraction_converged for r in res]),
+            "fraction of Newton starts that converged",
         ),
         "contraction_certified": xr.Variable(
             net,
@@ -832,21 +864,40 @@ def equilibria_dataset(
                 "flag_meanings": "not_certified certified",
             },
         ),
-        "w_numerical_rank": v(net, np.array([r.rank for r in res], np.int64), "numerical rank of W"),
+        "w_numerical_rank": v(
+            net, np.array([r.rank for r in res], np.int64), "numerical rank of W"
+        ),
         "equilibrium_method": flags(
-            net, np.array([int(r.method) for r in res], np.int8), EquilibriumMethod, "equilibrium search method"
+            net,
+            np.array([int(r.method) for r in res], np.int8),
+            EquilibriumMethod,
+            "equilibrium search method",
         ),
         "equilibrium_status": flags(
-            net, np.array([int(r.status) for r in res], np.int8), EquilibriumStatus, "equilibrium search status"
+            net,
+            np.array([int(r.status) for r in res], np.int8),
+            EquilibriumStatus,
+            "equilibrium search status",
         ),
         "x_eq": v(
-            ("network", "equilibrium", "unit"), pad_stack([r.x for r in res], E), "equilibrium state", "state"
+            ("network", "equilibrium", "unit"),
+            pad_stack([r.x for r in res], E),
+            "equilibrium state",
+            "state",
         ),
         "eq_residual": v(
-            neq, pad_stack([r.residual for r in res], E), "relative residual ||f(x*)||_inf / (1 + ||x*||_inf)"
+            neq,
+            pad_stack([r.residual for r in res], E),
+            "relative residual ||f(x*)||_inf / (1 + ||x*||_inf)",
         ),
-        "eq_type": flags(neq, pad_stack([r.eq_type for r in res], E), EquilibriumType, "equilibrium type"),
-        "eq_hits": v(neq, pad_stack([r.hits for r in res], E), "Newton starts that converged to the equilibrium"),
+        "eq_type": flags(
+            neq, pad_stack([r.eq_type for r in res], E), EquilibriumType, "equilibrium type"
+        ),
+        "eq_hits": v(
+            neq,
+            pad_stack([r.hits for r in res], E),
+            "Newton starts that converged to the equilibrium",
+        ),
         "n_unstable_dims": v(
             neq, pad_stack([r.n_unstable_dims for r in res], E), "number of unstable directions"
         ),
