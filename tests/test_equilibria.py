@@ -424,6 +424,13 @@ def test_dataset_schema():
         assert np.all(np.isfinite(ds.jacobian_eigenvalues.values[b, : n[b]]))
     for name in ["n_equilibria_estimate", "n_equilibria_estimate_se", "fraction_converged"]:
         assert np.all(np.isfinite(ds[name].values))
+    assert np.all(ds.n_equilibria_estimate.values >= n)
+    hits = np.where(ds.eq_hits.values > 0, ds.eq_hits.values, 0).sum(axis=1)
+    np.testing.assert_array_equal(hits, ds.n_converged.values)
+    np.testing.assert_allclose(
+        ds.fraction_converged.values[ds.n_starts.values > 0],
+        (ds.n_converged / ds.n_starts).values[ds.n_starts.values > 0],
+    )
 
 
 def test_unknown_search_method_is_rejected():
