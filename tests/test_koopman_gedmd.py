@@ -158,3 +158,24 @@ def test_gedmd_batched_equals_alone():
         r1 = gedmd(one.vector_field, MonomialDictionary(2, 4, np.zeros((1, 1, 2)), 1.0), X[b : b + 1], Xt[b : b + 1])
         np.testing.assert_array_equal(r.eigenvalues[b], r1.eigenvalues[0])
         np.testing.assert_array_equal(r.residual[b], r1.residual[0])
+
+
+def test_gedmd_eigenfunctions_of_a_batch_satisfy_the_generator_identity():
+    # two linear networks: the monomial dictionary is invariant, so every phi = Psi v obeys
+    # grad phi . f = lambda phi exactly (to round-off) at any point
+    nets = [_linear_batch(2, seed) for seed in (11, 12)]
+    batch = NetworkBatch(np.stack([n.W for n, *_ in nets]), np.stack([n.theta for n, *_ in nets]), "linear")
+    centre = np.stack([x_eq for _, _, x_eq, _ in nets])[:, None, :]
+    rng = np.random.default_rng(5)
+    dic = MonomialDictionary(2, 3, centre, 1.5)
+    X = centre + rng.uniform(-1.5, 1.5, (2, 80, 2))
+    Xt = centre + rng.uniform(-1.5, 1.5, (2, 30, 2))
+    r = gedmd(batch.vector_field, dic, X, Xt)
+    for mode in range(3):
+        phi = r.eigenfunction(Xt, mode)
+        assert phi.shape == (2, 30)
+        lam = r.eigenvalues[:, mode][:, None]
+        dphi = np.einsum("bmk,bk->bm", dic.generator(Xt, batch.vector_field(Xt)), r.eigenvectors[..., :, mode])
+        np.testing.assert_allclose(dphi, lam * phi, atol=1e-8 * np.abs(phi).max())
+        for b in range(2):  # network b's eigenfunction uses network b's eigenvector
+            np.testing.assert_allclose(phi[b], dic.evaluate(Xt)[b] @ r.eigenvectors[b, :, mode])

@@ -28,7 +28,15 @@ from . import dimension, ensembles, equilibria, io, koopman, resilience, simulat
 from .activations import ACTIVATIONS, Activation, get_activation
 from .dimension import DimensionSettings, dimension_dataset, participation_ratio, weight_dimensions
 from .ensembles import draw_theta, draw_weights, load_weight_file
-from .equilibria import Equilibria, EquilibriumSettings, equilibria_dataset, find_equilibria
+from .equilibria import (
+    Equilibria,
+    EquilibriumMethod,
+    EquilibriumSettings,
+    EquilibriumStatus,
+    equilibria_dataset,
+    find_equilibria,
+    find_equilibria_batch,
+)
 from .io import open_dataset, write_dataset
 from .koopman import (
     SpectraSettings,
@@ -67,6 +75,9 @@ __all__ = [
     "Equilibria",
     "EquilibriumSettings",
     "find_equilibria",
+    "find_equilibria_batch",
+    "EquilibriumMethod",
+    "EquilibriumStatus",
     "equilibria_dataset",
     "SpectraSettings",
     "linear_family",

@@ -57,7 +57,9 @@ from ._equilibria_newton import (
     powell_hybrid,
     relative_residual,
 )
+from . import dimension
 from ._flags import STABLE_TYPES, EquilibriumType, flag_attrs
+from ._linalg import sort_eigenvalues
 from ._padding import pad_stack
 from ._random import stage_rng
 from .activations import Activation
@@ -298,12 +300,7 @@ def is_feedforward(W: np.ndarray) -> np.ndarray:
 def numerical_rank(W: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
     """Number of singular values of W (..., N, N) above rtol * s_max (0 for W = 0)."""
     s = np.linalg.svd(W, compute_uv=False)
-    return (s > rtol * s[..., :1]).sum(axis=-1)
-
-
-def _sort_eigenvalues(ev: np.ndarray) -> np.ndarray:
-    order = np.lexsort((-ev.imag, -ev.real), axis=-1)
-    return np.take_along_axis(ev, order, axis=-1)
+    return dimension.numerical_rank(s, tol=rtol * s[..., 0])
 
 
 def classify_equilibrium(
@@ -732,7 +729,7 @@ def find_equilibria_batch(
         )
     minus_one = np.repeat(np.array([f.eig_minus_one for f in found], dtype=bool), counts)
     ev[minus_one] = -1.0 + 0.0j
-    ev = _sort_eigenvalues(ev)
+    ev = sort_eigenvalues(ev)
     eq_type, n_unst = classify_equilibrium(ev, settings.hyperbolic_tol)
 
     results = []

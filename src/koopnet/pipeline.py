@@ -131,7 +131,7 @@ def run_collect(config: Mapping[str, Any], sweep: str, points: Sequence[SweepPoi
 
 
 def _sweep_config(config: Mapping[str, Any], sweep: str) -> dict:
-    """The part of the config that determines a sweep's numbers (not threads, not other sweeps)."""
-    out = {k: v for k, v in config.items() if k not in ("sweeps", "threads")}
+    """The part of the config that determines a sweep's numbers (not threads, figures or other sweeps)."""
+    out = {k: v for k, v in config.items() if k not in ("sweeps", "threads", "paper")}
     out["sweeps"] = {sweep: config["sweeps"][sweep]}
     return out

@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 import yaml
 
+from ._linalg import sort_eigenvalues
 from ._padding import FILL_INT
 from ._random import stable_hash_words, stage_rng
 from .activations import ACTIVATIONS
@@ -253,9 +254,7 @@ def networks_dataset(batch: NetworkBatch, seeds: Sequence[int]) -> xr.Dataset:
     Dataset with dims (network, unit, presynaptic_unit, mode)
     """
     W = np.asarray(batch.W)
-    eig = np.linalg.eigvals(W)
-    order = np.lexsort((-eig.imag, -eig.real), axis=-1)  # by real part, then imaginary, descending
-    eig = np.take_along_axis(eig, order, axis=-1)
+    eig = sort_eigenvalues(np.linalg.eigvals(W))
     sv = np.linalg.svd(W, compute_uv=False)
     return xr.Dataset(
         {

@@ -8,6 +8,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .._linalg import sort_eigenvalues
+
 __all__ = [
     "AnalyticFamily",
     "GedmdStatus",
@@ -74,21 +76,6 @@ def multi_indices(n: int, degree: int) -> np.ndarray:
         Row 0 is the zero multi-index, then the n unit vectors e_0..e_{n-1}, then degree 2 ...
     """
     return _multi_indices_cached(int(n), int(degree))
-
-
-def sort_eigenvalues(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Sort complex eigenvalues by decreasing real part, then decreasing imaginary part.
-
-    NaN entries go last. Works on any leading shape (sorted along ``axis``).
-    """
-    values = np.asarray(values)
-    v = np.moveaxis(values, axis, -1)
-    re = np.where(np.isnan(v.real), -np.inf, v.real)
-    im = np.where(np.isnan(v.imag), -np.inf, v.imag)
-    # lexsort: last key is primary
-    order = np.lexsort((-im, -re), axis=-1)
-    out = np.take_along_axis(v, order, axis=-1)
-    return np.moveaxis(out, -1, axis)
 
 
 def match_eigenvalues(reference: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

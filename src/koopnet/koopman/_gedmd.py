@@ -56,7 +56,7 @@ class GedmdResult:
 
     def eigenfunction(self, x: np.ndarray, mode: int) -> np.ndarray:
         """phi_mode(x) = Psi(x) v_mode, shape (B, M) for x of shape (B, M, N)."""
-        return self.dictionary.evaluate(x) @ self.eigenvectors[..., :, mode]
+        return np.einsum("bmk,bk->bm", self.dictionary.evaluate(x), self.eigenvectors[..., :, mode])
 
 
 def gedmd(

@@ -600,8 +600,7 @@ def recurrent_data(W=((2.0, -6.0), (-6.0, 2.0)), theta=(2.0, 2.0), activation: s
         _, idx = km.match_eigenvalues(eq.jacobian_eigenvalues[e, :1], r.eigenvalues[0])
         m = int(idx[0])
         psi1_ev[a] = r.eigenvalues[0, m]
-        # phi_m = Psi v_m (GedmdResult.eigenfunction mis-broadcasts a batch of one: evaluate directly)
-        vals = np.abs(r.dictionary.evaluate(P.reshape(1, -1, 2))[0] @ r.eigenvectors[0, :, m]).reshape(n_grid, n_grid)
+        vals = np.abs(r.eigenfunction(P.reshape(1, -1, 2), m)[0]).reshape(n_grid, n_grid)
         in_box = np.all(np.abs(P - xs) <= gedmd_half_width, axis=-1)
         vals = np.where((labels == e) & in_box, vals, np.nan)
         psi1[a] = vals / np.nanmax(vals)
