@@ -273,12 +273,13 @@ def load_weight_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     W = np.asarray(W)
     if not np.issubdtype(W.dtype, np.number) or np.iscomplexobj(W):
         raise WeightFileError(f"weight file {path}: W must be real numbers, got dtype {W.dtype}")
+    shape = W.shape
     if W.ndim == 2:
         W = W[None]
     if W.ndim != 3 or W.shape[1] != W.shape[2] or W.shape[1] < 1:
         raise WeightFileError(
             f"weight file {path}: W must have shape (N, N) or (steps, N, N) with square N x N "
-            f"matrices, got {np.asarray(W).shape}"
+            f"matrices, got {shape}"
         )
     if not np.all(np.isfinite(W)):
         raise WeightFileError(f"weight file {path}: W contains NaN or inf")

@@ -1,10 +1,11 @@
 """Reading and writing koopnet datasets (netCDF-4).
 
-Complex variables (spectra) are stored with netCDF4's ``auto_complex`` convention, a
-compound type with fields ``r`` and ``i`` that h5py/h5netcdf also read as complex. Open
-files with :func:`open_dataset` (or ``xarray.open_dataset(path, auto_complex=True)``);
-plain ``xarray.open_dataset(path)`` with the netCDF4 engine returns those variables as a
-structured (r, i) dtype instead of complex.
+Complex variables (spectra) are stored as float64 with a trailing dimension ``complex`` whose
+coordinate is ``["real", "imag"]`` and an attribute ``complex_encoding``. Every netCDF reader
+opens such a file (``xarray.open_dataset(path)`` with its defaults included) and loses
+nothing; :func:`open_dataset` reassembles the complex variables. This layout is chosen over
+HDF5 compound types because it is readable by any netCDF tool and because the compound type
+carries a modification time, which would make two runs of the same config differ in bytes.
 """
 
 from __future__ import annotations
@@ -12,9 +13,39 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
-__all__ = ["write_dataset", "open_dataset"]
+__all__ = ["write_dataset", "open_dataset", "encode_complex", "decode_complex"]
+
+COMPLEX_DIM = "complex"
+_MARK = "complex_encoding"
+_MARK_TEXT = "complex values: trailing dimension 'complex' holds (real, imag)"
+
+
+def encode_complex(ds: xr.Dataset) -> xr.Dataset:
+    """Split every complex variable into a float variable with a trailing ``complex`` dimension."""
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        if np.iscomplexobj(var.values):
+            data = np.stack([var.values.real, var.values.imag], axis=-1)
+            out[name] = xr.Variable((*var.dims, COMPLEX_DIM), data, {**var.attrs, _MARK: _MARK_TEXT})
+    if COMPLEX_DIM in out.dims:
+        out = out.assign_coords({COMPLEX_DIM: ("complex", ["real", "imag"], {"long_name": "part of a complex value"})})
+    return out
+
+
+def decode_complex(ds: xr.Dataset) -> xr.Dataset:
+    """Inverse of :func:`encode_complex`."""
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        if var.attrs.get(_MARK) and var.dims[-1] == COMPLEX_DIM:
+            v = var.transpose(..., COMPLEX_DIM).values
+            attrs = {k: a for k, a in var.attrs.items() if k != _MARK}
+            out[name] = xr.Variable(var.dims[:-1], v[..., 0] + 1j * v[..., 1], attrs)
+    if COMPLEX_DIM in out.coords and COMPLEX_DIM not in {d for v in out.data_vars.values() for d in v.dims}:
+        out = out.drop_vars(COMPLEX_DIM)
+    return out
 
 
 def _encoding(ds: xr.Dataset) -> dict:
@@ -32,8 +63,9 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    encoded = encode_complex(ds)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4", auto_complex=True, encoding=_encoding(ds))
+        encoded.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(encoded))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -41,7 +73,7 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> None:
 
 
 def open_dataset(path: str | os.PathLike, load: bool = True) -> xr.Dataset:
-    """Open a koopnet netCDF file with complex variables decoded.
+    """Open a koopnet netCDF file with complex variables reassembled.
 
     Parameters
     ----------
@@ -49,8 +81,8 @@ def open_dataset(path: str | os.PathLike, load: bool = True) -> xr.Dataset:
     load : bool
         Read everything into memory and close the file (default).
     """
-    ds = xr.open_dataset(path, engine="netcdf4", auto_complex=True)
+    ds = xr.open_dataset(path, engine="netcdf4")
     if load:
         with ds:
             ds = ds.load()
-    return ds
+    return decode_complex(ds)
