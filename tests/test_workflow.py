@@ -82,6 +82,9 @@ def test_reference_dataset_is_self_describing(reference):
         if "flag_values" in var.attrs:
             assert len(var.attrs["flag_values"]) == len(var.attrs["flag_meanings"].split())
     assert ds["w_eigenvalues"].dtype.kind == "c"
+    documented = (REPO / "docs" / "dataset.md").read_text()
+    undocumented = [name for name in ds.data_vars if f"`{name}`" not in documented]
+    assert not undocumented, f"variables missing from docs/dataset.md: {undocumented}"
 
 
 def test_same_numbers_whatever_cores_and_seeds_per_job(tmp_path, reference):

@@ -24,40 +24,65 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0+unknown"
 
-from . import dimension, ensembles, equilibria, io, koopman, resilience, simulate, sweep
 from .activations import ACTIVATIONS, Activation, get_activation
-from .dimension import DimensionSettings, dimension_dataset, participation_ratio, weight_dimensions
-from .ensembles import draw_theta, draw_weights, load_weight_file
-from .equilibria import (
-    Equilibria,
-    EquilibriumMethod,
-    EquilibriumSettings,
-    EquilibriumStatus,
-    equilibria_dataset,
-    find_equilibria,
-    find_equilibria_batch,
-)
-from .io import open_dataset, write_dataset
-from .koopman import (
-    SpectraSettings,
-    feedforward_family,
-    gedmd,
-    linear_family,
-    polynomial_neuron_family,
-    residuals,
-    spectra_dataset,
-    taylor_generator,
-)
 from .network import Network, NetworkBatch
-from .resilience import (
-    ResilienceSettings,
-    basin_stability,
-    resilience_dataset,
-    stability_measures,
-    structural_robustness,
-    tipping_shifts,
-)
-from .simulate import Trajectories, TrajectoryStatus, integrate
+
+# Everything else is imported on first use (PEP 562): a workflow job that only needs
+# the equilibria does not pay for importing the Koopman and resilience modules.
+_LAZY = {
+    "draw_weights": "ensembles",
+    "draw_theta": "ensembles",
+    "load_weight_file": "ensembles",
+    "Equilibria": "equilibria",
+    "EquilibriumMethod": "equilibria",
+    "EquilibriumSettings": "equilibria",
+    "EquilibriumStatus": "equilibria",
+    "equilibria_dataset": "equilibria",
+    "find_equilibria": "equilibria",
+    "find_equilibria_batch": "equilibria",
+    "SpectraSettings": "koopman",
+    "feedforward_family": "koopman",
+    "gedmd": "koopman",
+    "linear_family": "koopman",
+    "polynomial_neuron_family": "koopman",
+    "residuals": "koopman",
+    "spectra_dataset": "koopman",
+    "taylor_generator": "koopman",
+    "Trajectories": "simulate",
+    "TrajectoryStatus": "simulate",
+    "integrate": "simulate",
+    "DimensionSettings": "dimension",
+    "dimension_dataset": "dimension",
+    "participation_ratio": "dimension",
+    "weight_dimensions": "dimension",
+    "ResilienceSettings": "resilience",
+    "basin_stability": "resilience",
+    "resilience_dataset": "resilience",
+    "stability_measures": "resilience",
+    "structural_robustness": "resilience",
+    "tipping_shifts": "resilience",
+    "open_dataset": "io",
+    "write_dataset": "io",
+}
+_SUBMODULES = {"dimension", "ensembles", "equilibria", "io", "koopman", "pipeline", "plotting",
+               "resilience", "simulate", "sweep"}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'koopnet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+
 
 __all__ = [
     "__version__",
