@@ -1,7 +1,4 @@
 # Draw (or read) the networks of one job: a chunk of seeds of one grid point.
-# Drawing takes milliseconds, so it runs inside the Snakemake process (`run:`) instead of
-# paying a Python start-up per job; on a cluster it runs in the job like any other rule.
-from koopnet.pipeline import run_networks
 
 
 rule networks:
@@ -14,5 +11,7 @@ rule networks:
         seeds=seed_indices,
         config_seed=config["seed"],
     threads: THREADS
-    run:
-        run_networks(params.point, params.seeds, params.config_seed, output[0], threads, log[0])
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/networks.py"
