@@ -14,7 +14,6 @@ if not config:
     configfile: "config/config.yaml"
 
 
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/networks.smk"
 include: "workflow/rules/analysis.smk"
@@ -23,6 +22,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

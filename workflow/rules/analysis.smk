@@ -8,12 +8,12 @@ rule equilibria:
         f"{CHUNK_DIR}/equilibria.nc",
     log:
         f"{LOG_DIR}/equilibria.log",
+    conda:
+        "../../environment.yml"
+    threads: THREADS
     params:
         activation=activation,
         settings=config.get("equilibria", {}),  # rerun when the settings change
-    threads: THREADS
-    conda:
-        "../../environment.yml"
     script:
         "../scripts/stage.py"
 
@@ -26,12 +26,12 @@ rule spectra:
         f"{CHUNK_DIR}/spectra.nc",
     log:
         f"{LOG_DIR}/spectra.log",
+    conda:
+        "../../environment.yml"
+    threads: THREADS
     params:
         activation=activation,
         settings=config.get("spectra", {}),
-    threads: THREADS
-    conda:
-        "../../environment.yml"
     script:
         "../scripts/stage.py"
 
@@ -44,11 +44,11 @@ rule metrics:
         f"{CHUNK_DIR}/metrics.nc",
     log:
         f"{LOG_DIR}/metrics.log",
+    conda:
+        "../../environment.yml"
+    threads: THREADS
     params:
         activation=activation,
         settings={k: config.get(k, {}) for k in ("dimension", "resilience")},
-    threads: THREADS
-    conda:
-        "../../environment.yml"
     script:
         "../scripts/stage.py"

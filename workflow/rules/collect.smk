@@ -12,10 +12,10 @@ rule collect:
         "results/{sweep}/sweep.nc",
     log:
         "logs/{sweep}/collect.log",
+    conda:
+        "../../environment.yml"
     params:
         jobs=lambda wildcards: sweep_jobs(wildcards.sweep),
         stages=STAGE_FILES,
-    conda:
-        "../../environment.yml"
     script:
         "../scripts/collect.py"

@@ -7,7 +7,6 @@ from snakemake.utils import validate
 from koopnet.ensembles import WeightFileError
 from koopnet.sweep import ConfigError, expand_sweep, seed_chunks
 
-
 validate(config, "../schemas/config.schema.yaml")
 
 

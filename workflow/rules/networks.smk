@@ -6,12 +6,12 @@ rule networks:
         f"{CHUNK_DIR}/networks.nc",
     log:
         f"{LOG_DIR}/networks.log",
+    conda:
+        "../../environment.yml"
+    threads: THREADS
     params:
         point=sweep_point,
         seeds=seed_indices,
         config_seed=config["seed"],
-    threads: THREADS
-    conda:
-        "../../environment.yml"
     script:
         "../scripts/networks.py"
