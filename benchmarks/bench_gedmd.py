@@ -68,7 +68,7 @@ def run(budgets=(250, 1000, 4000), dts=(0.1, 1.0), repeat=3, seed=1):
         batch = NetworkBatch(net.W[None], net.theta[None], net.activation)
         rng = np.random.default_rng(seed)
         pool = x_eq + hw * rng.uniform(-1, 1, (1, 4 * max(budgets), n))
-        inside = sample_basin(batch.vector_field, pool, x_eq[None])[0]
+        inside = sample_basin(batch, pool, x_eq[None])[0]
         pool = pool[0, inside]
         for M in budgets:
             X = pool[:M]

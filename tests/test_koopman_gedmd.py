@@ -89,7 +89,7 @@ def test_gedmd_bistable_logistic_converges_with_degree():
     rng = np.random.default_rng(5)
     hw = 1.5
     pool = sample_box(rng, x_eq, hw, 3000)[None]
-    inside = sample_basin(batch.vector_field, pool, x_eq[None])
+    inside = sample_basin(batch, pool, x_eq[None])
     assert inside.mean() > 0.5
     pts = pool[inside][None]
     X, Xt = pts[:, :1500], pts[:, 1500:2000]
@@ -107,7 +107,7 @@ def test_gedmd_trajectory_sampling_recovers_principal_eigenvalues():
     lam = np.linalg.eigvals(net.jacobian(x_eq))
     rng = np.random.default_rng(1)
     init = sample_box(rng, x_eq, 1.0, 160)[None]
-    pts = sample_trajectories(batch.vector_field, init, 0.2, 10)
+    pts = sample_trajectories(batch, init, 0.2, 10)
     assert pts.shape == (1, 1600, 2)
     r = gedmd(batch.vector_field, MonomialDictionary(2, 7, x_eq, 1.0), pts[:, ::2], pts[:, 1::2])
     assert match_eigenvalues(lam, r.eigenvalues[0])[0].max() < 1e-3

@@ -12,7 +12,7 @@ from ._common import AnalyticFamily, GedmdStatus, KoopmanStatus, match_eigenvalu
 from ._cubic import PolynomialNeuronFamily, polynomial_neuron_family
 from ._dictionaries import GaussianRBFDictionary, MonomialDictionary
 from ._feedforward import FeedforwardFamily, feedforward_family, feedforward_order
-from ._gedmd import GedmdResult, gedmd, integrate_rk4, sample_basin, sample_box, sample_trajectories
+from ._gedmd import GedmdResult, gedmd, sample_basin, sample_box, sample_trajectories
 from ._linear import LinearFamily, linear_family
 from ._residuals import Residuals, directional_derivative, flow, residuals
 from ._stage import SpectraSettings, TaylorStatus, analytic_family_of, spectra_dataset
@@ -43,7 +43,6 @@ __all__ = [
     "sample_box",
     "sample_basin",
     "sample_trajectories",
-    "integrate_rk4",
     # checks
     "Residuals",
     "residuals",

@@ -16,13 +16,15 @@ from typing import Callable
 
 import numpy as np
 
+from ..network import NetworkBatch
+from ..simulate import TrajectoryStatus, integrate
+
 __all__ = [
     "GedmdResult",
     "gedmd",
     "sample_box",
     "sample_basin",
     "sample_trajectories",
-    "integrate_rk4",
 ]
 
 
@@ -137,84 +139,59 @@ def sample_box(rng: np.random.Generator, center: np.ndarray, half_width: float |
     return center + np.asarray(half_width) * rng.uniform(-1.0, 1.0, size=(int(n), center.size))
 
 
-def integrate_rk4(
-    vector_field: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, dt: float, n_steps: int, record: bool = False
-):
-    """Classical RK4 with a fixed step, vectorised over all states.
-
-    Fixed steps keep a network's result independent of the other states integrated with it.
-
-    Parameters
-    ----------
-    vector_field : callable, (..., N) -> (..., N)
-    x0 : array, shape (..., N)
-    dt : float
-        Step (units of tau).
-    n_steps : int
-    record : bool
-        If True return all states, shape (n_steps + 1, ..., N); else the final state.
-    """
-    x = np.asarray(x0, dtype=float)
-    out = [x] if record else None
-    with np.errstate(over="ignore", invalid="ignore"):
-        for _ in range(int(n_steps)):
-            k1 = vector_field(x)
-            k2 = vector_field(x + 0.5 * dt * k1)
-            k3 = vector_field(x + 0.5 * dt * k2)
-            k4 = vector_field(x + dt * k3)
-            x = x + (dt / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
-            if record:
-                out.append(x)
-    return np.stack(out) if record else x
-
-
 def sample_basin(
-    vector_field: Callable[[np.ndarray], np.ndarray],
+    batch: NetworkBatch,
     candidates: np.ndarray,
     target: np.ndarray,
     t_final: float = 40.0,
-    dt: float = 0.1,
     tol: float = 1e-3,
 ) -> np.ndarray:
-    """Which candidate states lie in the basin of ``target``.
+    """Which candidate states are attracted to ``target`` (integrated with :func:`koopnet.simulate.integrate`).
 
     Parameters
     ----------
-    vector_field : callable, (B, M, N) -> (B, M, N)
+    batch : NetworkBatch
+        B networks.
     candidates : array, shape (B, M, N)
     target : array, shape (B, N)
-        Stable equilibrium of each system.
-    t_final, dt : float
-        RK4 integration horizon and step (units of tau).
+        Stable equilibrium of each network.
+    t_final : float
+        Integration horizon (units of tau).
     tol : float
-        Distance to the target at t_final below which a state counts as attracted.
+        A state counts as attracted when it ends within ``tol (1 + |target|_inf)`` (max-norm) of the
+        target without diverging.
 
     Returns
     -------
     bool array, shape (B, M)
     """
-    xT = integrate_rk4(vector_field, candidates, dt, int(round(t_final / dt)))
-    d = np.linalg.norm(xT - np.asarray(target)[..., None, :], axis=-1)
-    return np.isfinite(d) & (d < tol)
+    traj = integrate(batch, np.asarray(candidates, dtype=float), float(t_final))
+    target = np.asarray(target, dtype=float)
+    with np.errstate(invalid="ignore"):
+        d = np.max(np.abs(traj.x_final - target[:, None, :]), axis=-1)
+    scale = 1.0 + np.max(np.abs(target), axis=-1, keepdims=True)
+    return (traj.status != TrajectoryStatus.diverged) & np.isfinite(d) & (d < tol * scale)
 
 
-def sample_trajectories(
-    vector_field: Callable[[np.ndarray], np.ndarray],
-    initial: np.ndarray,
-    dt: float,
-    n_per_trajectory: int,
-) -> np.ndarray:
-    """States along trajectories (RK4, every step), shape (B, M * n_per_trajectory, N).
+def sample_trajectories(batch: NetworkBatch, initial: np.ndarray, dt: float, n_per_trajectory: int) -> np.ndarray:
+    """States recorded every ``dt`` along trajectories (integrated with :func:`koopnet.simulate.integrate`).
 
     Parameters
     ----------
+    batch : NetworkBatch
+        B networks.
     initial : array, shape (B, M, N)
     dt : float
         Time between recorded states (units of tau).
     n_per_trajectory : int
         Recorded states per trajectory (including the initial one).
-    """
-    traj = integrate_rk4(vector_field, initial, dt, n_per_trajectory - 1, record=True)  # (T, B, M, N)
-    traj = np.moveaxis(traj, 0, -2)  # (B, M, T, N)
-    return traj.reshape(*traj.shape[:-3], -1, traj.shape[-1])
 
+    Returns
+    -------
+    array, shape (B, M * n_per_trajectory, N)
+        Trajectory by trajectory; NaN after a divergence.
+    """
+    times = dt * np.arange(int(n_per_trajectory))
+    traj = integrate(batch, np.asarray(initial, dtype=float), float(times[-1]), t_eval=times)
+    x = traj.x_eval  # (B, M, T, N)
+    return x.reshape(x.shape[0], -1, x.shape[-1])

@@ -81,7 +81,7 @@ class SpectraSettings:
         RBF width relative to the box half-width.
     gedmd_sampling : str
         ``box`` (uniform in the box), ``basin`` (uniform in the box, kept if attracted to the
-        attractor) or ``trajectories`` (states along RK4 trajectories started in the box).
+        attractor) or ``trajectories`` (states along trajectories started in the box).
     gedmd_n_samples : int
         Training samples per network.
     gedmd_n_test : int
@@ -92,8 +92,6 @@ class SpectraSettings:
         ``basin`` sampling draws pool_factor (n_samples + n_test) candidates.
     gedmd_basin_time : float
         Integration horizon deciding basin membership (units of tau).
-    gedmd_basin_dt : float
-        Fixed RK4 step of that integration (units of tau).
     gedmd_trajectory_dt : float
         Time between recorded states for ``trajectories`` sampling (units of tau).
     gedmd_trajectory_length : int
@@ -123,7 +121,6 @@ class SpectraSettings:
     gedmd_box_half_width: float = 1.0
     gedmd_pool_factor: float = 2.0
     gedmd_basin_time: float = 30.0
-    gedmd_basin_dt: float = 0.2
     gedmd_trajectory_dt: float = 0.1
     gedmd_trajectory_length: int = 10
     gedmd_spurious_threshold: float = 1e-2
@@ -387,8 +384,7 @@ def _gedmd_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable
             P = int(np.ceil(s.gedmd_pool_factor * (M + Mt)))
             draws = np.stack([r.uniform(-1.0, 1.0, (P, N)) for r in rngs])
             pool = centers[:, None, :] + hw * draws
-            inside = sample_basin(batch.vector_field, pool, centers, t_final=s.gedmd_basin_time,
-                                  dt=s.gedmd_basin_dt, tol=1e-3 * max(1.0, hw))
+            inside = sample_basin(batch, pool, centers, t_final=s.gedmd_basin_time, tol=1e-3 * max(1.0, hw))
             X = np.empty((B, M, N))
             Xt = np.empty((B, Mt, N))
             for b in range(B):
@@ -403,7 +399,7 @@ def _gedmd_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable
             n_tr, n_te = -(-M // L), -(-Mt // L)
             draws = np.stack([r.uniform(-1.0, 1.0, (n_tr + n_te, N)) for r in rngs])
             init = centers[:, None, :] + hw * draws
-            traj = sample_trajectories(batch.vector_field, init, s.gedmd_trajectory_dt, L)
+            traj = sample_trajectories(batch, init, s.gedmd_trajectory_dt, L)
             X, Xt = traj[:, :M], traj[:, n_tr * L : n_tr * L + Mt]
         n_used[:] = M
         finite = np.all(np.isfinite(X), axis=(1, 2)) & np.all(np.isfinite(Xt), axis=(1, 2))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy.integrate import solve_ivp
 import xarray as xr
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
@@ -590,7 +591,7 @@ def recurrent_data(W=((2.0, -6.0), (-6.0, 2.0)), theta=(2.0, 2.0), activation: s
     for a, e in enumerate(stable):
         xs = eq.x[e]
         pool = km.sample_box(rng, xs, gedmd_half_width, 4 * (n_samples + n_test))[None]
-        inside = km.sample_basin(batch.vector_field, pool, xs[None], t_final=t_basin)[0]
+        inside = km.sample_basin(batch, pool, xs[None], t_final=t_basin)[0]
         sel = pool[0, inside]
         X, Xt = sel[:n_samples][None], sel[n_samples:n_samples + n_test][None]
         n_used[a] = X.shape[1]
@@ -614,7 +615,10 @@ def recurrent_data(W=((2.0, -6.0), (-6.0, 2.0)), theta=(2.0, 2.0), activation: s
         v = np.real(vec[:, np.argmin(lam.real)])
         for sgn in (0, 1):
             x0 = eq.x[s] + (1 - 2 * sgn) * 1e-6 * v
-            bnd[s_i, sgn] = km.integrate_rk4(lambda x: -net.vector_field(x), x0, 0.05, 399, record=True)
+            # time-reversed flow (a single 2-D curve, so scipy's solver is the right tool)
+            backward = solve_ivp(lambda t, x: -net.vector_field(x), (0.0, 399 * 0.05), x0,
+                                 t_eval=0.05 * np.arange(400), rtol=1e-8, atol=1e-10)
+            bnd[s_i, sgn, : backward.y.shape[1]] = backward.y.T
     bnd = np.where(np.abs(bnd - center) <= 2 * half_width, bnd, np.nan)
     return xr.Dataset(
         {
