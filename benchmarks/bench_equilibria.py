@@ -8,10 +8,11 @@ researcher writes by hand: for each start ``scipy.optimize.root(f, x0, jac=J, me
 keeping solutions with ``success`` and relative residual <= 1e-8.
 
 Both koopnet search methods are timed: ``hybrid`` (default; Powell hybrid with Broyden
-updates, vectorised) and ``dogleg`` (exact-Jacobian trust-region Newton).
+updates, vectorised; factored Jacobian model, dense inverses for d < 80 and LAPACK LU
+factors from d = 80) and ``dogleg`` (exact-Jacobian trust-region Newton).
 
 Also reports the achieved GFLOP/s of koopnet's factorisations (LU flops 2/3 d^3 + 2 d^2 per
-solve, an inverse counted as 3 solves, over the whole search time) against a plain numpy batched matrix multiply
+factorisation or solve, an inverse counted as 3, over the whole search time) against a plain numpy batched matrix multiply
 (256, N, N) @ (256, N, N) and a batched np.linalg.solve of the same size.
 
 Run:  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_equilibria.py [--quick]

@@ -461,3 +461,62 @@ def test_lowrank_unbounded_cubic_matches_full_search():
     assert low.method == EquilibriumMethod.lowrank and low.rank == 1
     assert low.n_equilibria >= 2 and match(low.x, full.x, 1e-8)
     np.testing.assert_array_less(residual(net, low.x), 1e-12)
+
+
+# ------------------------------------------------ hybrid search internals (factored Broyden)
+
+
+@pytest.fixture
+def lu_everywhere(monkeypatch):
+    """Force the LU-factor storage of the hybrid search at every dimension."""
+    from koopnet import _equilibria_newton as eqn
+
+    monkeypatch.setattr(eqn, "_LU_MIN_DIM", 1)
+
+
+@pytest.mark.parametrize("n_updates", [1, 3, None])
+@pytest.mark.parametrize("lu", [False, True])
+def test_hybrid_factored_broyden_matches_brute_force(n_updates, lu, monkeypatch):
+    """Every variant of the factored inverse (dense inverse or LU factors; re-evaluation after
+    1, 3 or the default number of Broyden updates) finds the exact 2-unit equilibria."""
+    from koopnet import _equilibria_newton as eqn
+
+    if lu:
+        monkeypatch.setattr(eqn, "_LU_MIN_DIM", 1)
+    if n_updates is not None:
+        monkeypatch.setattr(eqn, "_default_updates", lambda d: n_updates)
+    W = np.array([[8.0, -1.0], [-1.0, 8.0]])
+    theta = -W.sum(axis=1) / 2
+    r = find_equilibria(Network(W, theta, "logistic"), seed=0)
+    assert match(r.x, brute_force_2d(W, theta), 1e-8)
+    assert r.hits.sum() == r.n_converged
+
+
+def test_hybrid_start_at_a_root_converges_at_once(lu_everywhere):
+    """A start on a root (model Jacobian exact there) converges without a step; one near it
+    converges to it in a few steps: the factored J and H stay consistent."""
+    from koopnet._equilibria_newton import NewtonProblem, StartCode, powell_hybrid
+
+    rng = np.random.default_rng(21)
+    N = 12
+    W = rng.normal(0, 8 / np.sqrt(N), (N, N))
+    net = Network(W, -W.sum(axis=1) / 2, "logistic")
+    r = find_equilibria(net, seed=5)
+    x0 = r.x[0]
+    prob = NewtonProblem(
+        A=W[None], c=None, basis=None, e=net.theta[None], activation=net.activation
+    )
+    y0 = np.stack([x0, x0 + 1e-4 * rng.normal(size=N)])[None]
+    y, code, res, it = powell_hybrid(prob, y0, tol=1e-10, max_iter=50, divergence_radius=1e8)
+    assert np.all(code == StartCode.converged)
+    assert it[0, 0] == 0 and it[0, 1] <= 6
+    assert np.max(np.abs(y[0, 1] - x0)) < 1e-8
+
+
+def test_batch_equals_alone_bitwise_lu_storage(lu_everywhere):
+    """The LU-factor storage (per-start LAPACK calls) keeps results batch-independent."""
+    test_batch_equals_alone_bitwise("hybrid")
+
+
+def test_lowrank_with_lu_storage_matches_full_search(lu_everywhere):
+    test_lowrank_reduction_matches_full_search_and_1d_count()

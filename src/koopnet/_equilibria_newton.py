@@ -15,8 +15,8 @@ section 3: A = S V^T, B = U, c = theta, e = 0).
 
 Bitwise reproducibility: every start's arithmetic depends only on its own state and its
 own network. Matrix-vector products are ``np.einsum`` contractions (numpy's own loops,
-never BLAS, whose kernels may depend on the batch size), LU solves are per-matrix LAPACK
-calls, so neither the chunking of the active set nor the composition of the batch changes
+never BLAS, whose kernels may depend on the batch size), LU factorisations, inverses and
+solves are per-matrix LAPACK calls, so neither the chunking of the active set nor the composition of the batch changes
 a start's result.
 """
 
@@ -513,23 +513,35 @@ def powell_hybrid(
     max_iter: int,
     divergence_radius: float,
     factor: float = 100.0,
+    n_updates: int | None = None,
     chunk_elements: int = 1 << 22,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Powell's hybrid method (as MINPACK ``hybrj``), vectorised over starts and networks.
 
-    Scaled dogleg trust region; the Jacobian is evaluated exactly (and inverted, one LAPACK
-    call per start) at the start and after two consecutive poor steps, and otherwise
-    updated by Broyden's rank-1 formula in the scaled norm (with Sherman-Morrison for the
-    inverse). Starts whose trust region collapses near a root (residual <= sqrt(tol)) get up
-    to three exact Newton steps. Starts are processed in waves that fit ``chunk_elements``;
-    each wave runs to completion, so every start's arithmetic depends only on itself.
+    Scaled dogleg trust region; the Jacobian is evaluated exactly (and factorised, one
+    LAPACK call per start) at the start, after two consecutive poor steps and after
+    ``n_updates`` Broyden updates, and otherwise updated by Broyden's rank-1 formula in the
+    scaled norm (with Sherman-Morrison for the inverse). The stopping rules (convergence,
+    MINPACK's ``nslow1`` / ``nslow2`` stall tests) are those of ``hybrj``. Starts whose trust
+    region collapses near a root (residual <= sqrt(tol)) get up to three exact Newton steps.
+    Starts are processed in waves that fit ``chunk_elements``; each wave runs to completion,
+    so every start's arithmetic depends only on itself.
+
+    Implementation (see :func:`_hybrid_wave`): the model Jacobian is kept as the exact
+    Jacobian J0 = -I + A diag(sigma') B, applied through the network's shared A, plus the
+    Broyden rank-1 factors, and its inverse as one per-start factorisation of J0 (a dense
+    inverse for d < ``_LU_MIN_DIM``, LAPACK LU factors above) plus Sherman-Morrison
+    factors; an iteration reads the per-start (d, d) array twice (H0 F_trial, v^T H0).
 
     Parameters and returns as :func:`dogleg_newton` (no search box needed); ``factor`` sets
-    the initial trust radius factor * ||D y0|| as in MINPACK.
+    the initial trust radius factor * ||D y0|| as in MINPACK; ``n_updates`` (default
+    :func:`_default_updates`) bounds the Broyden factors kept per start.
     """
     B, S, d = y0.shape
     K_all = B * S
-    per_start = 3 * d * d + d * problem.n_units * (1 + (problem.basis is not None) * d)
+    if n_updates is None:
+        n_updates = _default_updates(d)
+    per_start = d * d + 4 * n_updates * d + 8 * problem.n_units
     wave = max(1, int(chunk_elements // max(per_start, 1)))
     yf = np.asarray(y0, float).reshape(K_all, d)
     net_all = np.repeat(np.arange(B), S)
@@ -542,7 +554,7 @@ def powell_hybrid(
     for w0 in range(0, K_all, wave):
         sl = slice(w0, min(w0 + wave, K_all))
         res = _hybrid_wave(
-            problem, yf[sl].copy(), net_all[sl], tol, max_iter, divergence_radius, factor
+            problem, yf[sl].copy(), net_all[sl], tol, max_iter, divergence_radius, factor, n_updates
         )
         for o, r in zip(outs, res):
             o[sl] = r
@@ -552,6 +564,15 @@ def powell_hybrid(
         outs[2].reshape(B, S),
         outs[3].reshape(B, S),
     )
+
+
+#: Dimension from which the hybrid search keeps LU factors instead of dense inverses.
+_LU_MIN_DIM = 80
+
+
+def _default_updates(d: int) -> int:
+    """Broyden updates kept in factored form before the Jacobian is re-evaluated."""
+    return int(min(16, max(8, d // 8)))
 
 
 def _inv(J: np.ndarray) -> np.ndarray:
@@ -569,23 +590,180 @@ def _inv(J: np.ndarray) -> np.ndarray:
         return out
 
 
-def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, factor):
-    """One wave of :func:`powell_hybrid`; working arrays are compacted as starts leave."""
+def _runs(net):
+    """Contiguous runs of equal network index in a sorted ``net``: list of (b, start, stop)."""
+    if net.size == 0:
+        return []
+    cut = np.flatnonzero(net[1:] != net[:-1]) + 1
+    starts = np.concatenate([[0], cut])
+    stops = np.concatenate([cut, [net.size]])
+    return [(int(net[a]), int(a), int(z)) for a, z in zip(starts, stops)]
+
+
+def _shared_matvec(Mt, X, runs):
+    """Rows X[k] @ Mt[b] for the rows of X grouped into runs of one network b.
+
+    ``Mt`` holds the transpose of the per-network matrix M (so this is M x per row). The
+    matrix is shared by all starts of a network (no per-start gather); each row is
+    accumulated by numpy's einsum loop in the order of j, independent of the other rows.
+    """
+    out = np.empty((X.shape[0], Mt.shape[2]))
+    for b, a, z in runs:
+        out[a:z] = np.einsum("kj,ji->ki", X[a:z], Mt[b])
+    return out
+
+
+class _InverseStore:
+    """Per-start exact inverse Jacobians H0 = J0^{-1} of a wave, applied as H0 x and H0^T x.
+
+    Two storages with the same meaning: dense inverses (one batched ``np.linalg.inv``;
+    products are einsum passes) for small d, and LAPACK LU factors (``getrf`` per start,
+    a quarter of the flops of an inverse; products are ``getrs`` solves per start) for
+    d >= ``_LU_MIN_DIM``, where the factorisations dominate. The choice depends on d only,
+    and every product is per start, so a start's arithmetic does not depend on the batch.
+    Rows of singular (or non-finite) Jacobians give zero products.
+    """
+
+    def __init__(self, K: int, d: int):
+        self.lu = d >= _LU_MIN_DIM
+        self.M = np.zeros((K, d, d))  # inverse, or LU factors of J^T stored as (LU)^T
+        self.piv = np.zeros((K, d), np.int32) if self.lu else None
+        self.ok = np.zeros(K, dtype=bool)
+
+    def keep(self, mask):
+        self.M, self.ok = self.M[mask], self.ok[mask]
+        if self.lu:
+            self.piv = self.piv[mask]
+
+    def set(self, rows, J):
+        """Store the inverse of J (len(rows), d, d) in ``rows``; returns the singular mask."""
+        if not self.lu:
+            H = _inv(J)
+            bad = ~np.all(np.isfinite(H), axis=(1, 2))
+            H[bad] = 0.0
+            self.M[rows] = H
+        else:
+            from scipy.linalg.lapack import dgetrf
+
+            SOLVE_STATS["solves"] += J.shape[0]
+            SOLVE_STATS["dim_cubed"] += J.shape[0] * J.shape[-1] ** 3
+            bad = np.zeros(rows.size, dtype=bool)
+            for i, k in enumerate(rows):
+                # J[i].T is Fortran-ordered: LAPACK factors J^T without a copy
+                lu, piv, info = dgetrf(J[i].T)
+                if info != 0 or not np.all(np.isfinite(lu)):
+                    bad[i] = True
+                    self.M[k] = 0.0
+                else:
+                    self.M[k] = lu.T
+                    self.piv[k] = piv
+        self.ok[rows] = ~bad
+        return bad
+
+    def _solve(self, X, rows, trans):
+        from scipy.linalg.lapack import dgetrs
+
+        out = np.zeros_like(X)
+        for i, k in enumerate(rows):
+            if self.ok[k]:
+                out[i] = dgetrs(self.M[k].T, self.piv[k], X[i], trans=trans)[0]
+        return out
+
+    def apply(self, X, rows=None):
+        """H0 x for the rows ``rows`` (default all) of the working set; X (len(rows), d)."""
+        if rows is None:
+            rows = np.arange(self.M.shape[0])
+        if not self.lu:
+            return np.einsum(
+                "kij,kj->ki", self.M[rows] if rows.size < self.M.shape[0] else self.M, X
+            )
+        return self._solve(X, rows, trans=1)  # factors are of J^T: solve J x = b
+
+    def apply_masked(self, X, mask, transpose=False):
+        """H0 x (or H0^T x) for every row of the working set; rows outside ``mask`` are
+        not needed by the caller (dense storage computes them anyway, LU gives zeros)."""
+        if not self.lu:
+            return self.apply_t(X) if transpose else self.apply(X)
+        rows = np.flatnonzero(mask)
+        out = np.zeros_like(X)
+        out[rows] = self._solve(X[rows], rows, trans=0 if transpose else 1)
+        return out
+
+    def apply_t(self, X, rows=None):
+        """H0^T x (the row vector x^T H0)."""
+        if rows is None:
+            rows = np.arange(self.M.shape[0])
+        if not self.lu:
+            return np.einsum(
+                "ki,kij->kj", X, self.M[rows] if rows.size < self.M.shape[0] else self.M
+            )
+        return self._solve(X, rows, trans=0)
+
+
+def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, factor, n_updates):
+    """One wave of :func:`powell_hybrid`; working arrays are compacted as starts leave.
+
+    The approximate Jacobian is kept in factored form, J = J0 + sum_m u_m v_m^T with
+    J0 = -I + A diag(sigma'(x0)) B the exact Jacobian at its last evaluation (products with
+    J0 use the network's shared A, never a per-start matrix), and its inverse as
+    H = H0 - sum_m p_m q_m^T with H0 = J0^{-1} held by an :class:`_InverseStore`. After
+    ``n_updates`` Broyden updates the Jacobian is re-evaluated. H is applied to the trial
+    residual once per step; H u for the update follows as H F_t - H F - step (H J p = p for
+    the model), and H F for the next step from the Sherman-Morrison formula, so only
+    H0 F_t and v^T H0 read the per-start matrices. ``net_out`` must be sorted.
+    """
     ein = np.einsum
+    A, basis = problem.A, problem.basis
+    At = np.ascontiguousarray(A.transpose(0, 2, 1))
+    basisT = None if basis is None else np.ascontiguousarray(basis.transpose(0, 2, 1))
+    act = problem.activation
     K, d = y_out.shape
+    M = n_updates
     code_out = np.zeros(K, dtype=np.int8)
     resid_out = np.full(K, np.inf)
     iter_out = np.zeros(K, dtype=np.int64)
-    # working set (contiguous; rows = still-active starts)
     pos = np.arange(K)
     net = net_out.copy()
+    runs = _runs(net)
     y = y_out.copy()
-    F = problem.residual(y, net)
+
+    def state(yy, nn, rr):
+        if basis is None:
+            x = yy
+        else:
+            x = _shared_matvec(basisT, yy, rr)
+        if problem.c is not None:
+            x = x + problem.c[nn]
+        return x
+
+    def residual(yy, nn, rr):
+        x = state(yy, nn, rr)
+        Fr = _shared_matvec(At, act.sigma(x), rr) - yy
+        if problem.e is not None:
+            Fr = Fr + problem.e[nn]
+        return Fr, x
+
+    def j0_mv(w, ds, rr):  # J0 w = -w + A (ds * (B w))
+        bw = w if basis is None else _shared_matvec(basisT, w, rr)
+        return _shared_matvec(At, ds * bw, rr) - w
+
+    def j0t_mv(w, ds, rr):  # J0^T w = -w + B^T (ds * (A^T w))
+        t = ds * _shared_matvec(A, w, rr)
+        if basis is not None:
+            t = _shared_matvec(basis, t, rr)
+        return t - w
+
+    F, x0 = residual(y, net, runs)
     fnorm = np.sqrt((F * F).sum(axis=-1))
-    resid = relative_residual(F, problem.state(y, net))
-    Jm = np.zeros((K, d, d))
-    Hm = np.zeros((K, d, d))
-    tmp = np.empty((K, d, d))  # scratch for the rank-1 updates
+    resid = relative_residual(F, x0)
+    H0 = _InverseStore(K, d)
+    HF = np.zeros((K, d))  # H @ F for the current F
+    ds0 = np.zeros((K, problem.n_units))
+    P = np.zeros((K, M, d))
+    Q = np.zeros((K, M, d))
+    U = np.zeros((K, M, d))
+    V = np.zeros((K, M, d))
+    m = np.zeros(K, np.int64)
     D = np.ones((K, d))
     delta = np.zeros(K)
     jeval = np.ones(K, dtype=bool)
@@ -601,8 +779,6 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
         conv = (code == StartCode.active) & (resid <= tol)
         code[conv] = StartCode.converged
         code[(code == StartCode.active) & (n_iter >= max_iter)] = StartCode.max_iter
-        # retire finished starts and compact the working arrays once a quarter has finished
-        # (finished rows in between are inert: every update below is masked by `active`)
         done = code != StartCode.active
         if done.all() or done.sum() >= max(1, pos.size // 4):
             p_ = pos[done]
@@ -613,17 +789,18 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
                 n_iter[done],
             )
             keep = ~done
-            pos, net, y, F, fnorm, resid = (
+            pos, net, y, F, HF, fnorm, resid = (
                 pos[keep],
                 net[keep],
                 y[keep],
                 F[keep],
+                HF[keep],
                 fnorm[keep],
                 resid[keep],
             )
-            Jm, Hm, D, delta, jeval, first, fresh = (
-                Jm[keep],
-                Hm[keep],
+            H0.keep(keep)
+            ds0, P, Q, U, V, m = ds0[keep], P[keep], Q[keep], U[keep], V[keep], m[keep]
+            D, delta, jeval, first, fresh = (
                 D[keep],
                 delta[keep],
                 jeval[keep],
@@ -632,14 +809,17 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
             )
             ncsuc, ncfail, nslow1, nslow2 = ncsuc[keep], ncfail[keep], nslow1[keep], nslow2[keep]
             n_iter, code = n_iter[keep], code[keep]
+            runs = _runs(net)
         if pos.size == 0:
             break
         active = code == StartCode.active
         je = np.flatnonzero(jeval & active)
         if je.size:
             J = problem.jacobian(y[je], net[je])
-            Jm[je] = J
-            Hm[je] = _inv(J)
+            bad = H0.set(je, J)
+            HF[je] = H0.apply(F[je], je)
+            ds0[je] = act.dsigma(state(y[je], net[je], _runs(net[je])))
+            P[je], Q[je], U[je], V[je], m[je] = 0.0, 0.0, 0.0, 0.0, 0
             cn = np.sqrt(ein("kij,kij->kj", J, J))
             cn = np.where(cn > 0, cn, 1.0)
             f0 = first[je]
@@ -648,20 +828,18 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
             delta[je] = np.where(f0, np.where(xn > 0, factor * xn, factor), delta[je])
             jeval[je] = False
             fresh[je] = True
-            bad = ~np.all(np.isfinite(Hm[je]), axis=(1, 2))
             if bad.any():
                 code[je[bad]] = StartCode.singular
-                Hm[je[bad]] = 0.0
-                Jm[je[bad]] = 0.0
         # scaled dogleg (MINPACK dogleg): Gauss-Newton point, else scaled gradient direction
-        sN = -ein("kij,kj->ki", Hm, F)
+        sN = -HF
         zN = D * sN
         nN = np.sqrt((zN * zN).sum(axis=-1))
         De = delta
-        g = ein("kji,kj->ki", Jm, F) / D
+        g = (j0t_mv(F, ds0, runs) + ein("kmi,km->ki", V, ein("kmi,ki->km", U, F))) / D
         gn = np.sqrt((g * g).sum(axis=-1))
         gdir = g / np.where(gn > 0, gn, 1.0)[:, None]
-        Jgd = ein("kij,kj->ki", Jm, gdir / D)
+        w = gdir / D
+        Jgd = j0_mv(w, ds0, runs) + ein("kmi,km->ki", U, ein("kmi,ki->km", V, w))
         JgJg = (Jgd * Jgd).sum(axis=-1)
         with np.errstate(divide="ignore", invalid="ignore"):
             sgnorm = np.where(JgJg > 0, gn / JgJg, 0.0)
@@ -676,7 +854,6 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
         with np.errstate(divide="ignore", invalid="ignore"):
             tau = np.where(a > 0, (-b + np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))) / (2 * a), 1.0)
         tau = np.clip(tau, 0.0, 1.0)
-        # step in z and its image under the model: J sN = -F, J (zC / D) = -sgnorm Jgd
         alpha = np.where(use_newton, 1.0, np.where(mix, tau, 0.0))  # weight of the Newton point
         beta = np.where(
             use_newton, 0.0, np.where(mix, 1.0 - tau, De / np.where(sgnorm > 0, sgnorm, 1.0))
@@ -689,9 +866,10 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
         first[:] = False
         trial = y + step
         with np.errstate(over="ignore", invalid="ignore"):
-            Ft = problem.residual(trial, net)
+            Ft, xt = residual(trial, net, runs)
         finite = np.all(np.isfinite(Ft), axis=-1) & (code == StartCode.active)
-        fn = np.where(finite, np.sqrt(np.where(finite[:, None], Ft * Ft, 0.0).sum(axis=-1)), np.inf)
+        Ft = np.where(finite[:, None], Ft, 0.0)
+        fn = np.where(finite, np.sqrt((Ft * Ft).sum(axis=-1)), np.inf)
         with np.errstate(divide="ignore", invalid="ignore"):
             actred = np.where(fn < fnorm, 1.0 - (fn / fnorm) ** 2, -1.0)
             lin = F + Jp
@@ -707,13 +885,15 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
         De = np.where(~poor & (np.abs(ratio - 1.0) <= 0.1), pnorm / 0.5, De)
         delta = De
         acc = (ratio >= 1e-4) & finite
+        # H applied to the trial residual (exact H0 pass + factors)
+        HFt = H0.apply_masked(Ft, finite) - ein("kmi,km->ki", P, ein("kmi,ki->km", Q, Ft))
         y = np.where(acc[:, None], trial, y)
         Fold = F
         F = np.where(acc[:, None], Ft, F)
         fnorm = np.where(acc, fn, fnorm)
         if acc.any():
             ia = np.flatnonzero(acc)
-            resid[ia] = relative_residual(F[ia], problem.state(y[ia], net[ia]))
+            resid[ia] = relative_residual(F[ia], xt[ia])
         n_iter += code == StartCode.active
         nslow1 = np.where(actred >= 0.001, 0, nslow1 + 1)
         nslow2 = np.where(fresh, np.where(actred >= 0.1, 0, nslow2 + 1), nslow2)
@@ -733,17 +913,21 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
         with np.errstate(divide="ignore", invalid="ignore"):
             v = np.where(upd[:, None], (D * D) * step / (pnorm * pnorm)[:, None], 0.0)
             u = np.where(upd[:, None], (Ft - Fold) - Jp, 0.0)
-        Hu = ein("kij,kj->ki", Hm, u)
-        vH = ein("ki,kij->kj", v, Hm)
+        # H u = H Ft - H Fold - H Jp, with H Jp = step (H = J^{-1} of the model)
+        Hu = np.where(upd[:, None], HFt - (-sN) - step, 0.0)
+        vH = H0.apply_masked(v, upd, transpose=True) - ein("km,kmj->kj", ein("ki,kmi->km", v, P), Q)
         den = 1.0 + (v * Hu).sum(axis=-1)
         ok = np.abs(den) > 1e-12
         cf = np.where(ok & upd, 1.0 / np.where(ok, den, 1.0), 0.0)
-        outer = tmp[: pos.size]
-        np.einsum("ki,kj->kij", u, v, out=outer)
-        Jm += outer
-        np.einsum("ki,kj->kij", Hu * cf[:, None], vH, out=outer)
-        Hm -= outer
-        jeval |= upd & ~ok
+        pcol = Hu * cf[:, None]
+        # H F for the next iterate's F (before any re-evaluation, which recomputes it)
+        HF = np.where(acc[:, None], HFt, -sN) - pcol * (vH * F).sum(axis=-1)[:, None]
+        st = np.flatnonzero(upd & ok)
+        if st.size:
+            ms = m[st]
+            U[st, ms], V[st, ms], P[st, ms], Q[st, ms] = u[st], v[st], pcol[st], vH[st]
+            m[st] = ms + 1
+        jeval |= (upd & ~ok) | (m >= M)
     if pos.size:
         y_out[pos], code_out[pos], resid_out[pos], iter_out[pos] = y, code, resid, n_iter
     code_out[code_out == StartCode.active] = StartCode.max_iter
