@@ -8,8 +8,9 @@ min_version("9.0")
 report: "workflow/report/workflow.rst"
 
 
-# The default sweep, unless a config was given (--configfile replaces it rather than adding to it).
-if not config:
+# The default sweep, unless config files were given (--configfile replaces it rather than
+# adding sweeps to it); `--config key=value` still overrides single keys of the default.
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
 

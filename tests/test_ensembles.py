@@ -74,14 +74,24 @@ def test_symmetric_semicircle():
     assert eig.min() == pytest.approx(-2 * g, rel=0.05)
 
 
-def test_hebbian_formula():
-    n, P = 30, 4
-    generator = rng(6)
-    W = draw_weights("hebbian", n, generator, patterns=P, g=1.0)
-    xi = rng(6).choice(np.array([-1.0, 1.0]), size=(P, n))  # same draws
-    expected = xi.T @ xi / n
-    np.fill_diagonal(expected, 0.0)
-    np.testing.assert_allclose(W, expected)
+def test_hebbian_structure_and_stored_pattern():
+    # W = (g/N) Xi^T Xi - (g P/N) I for +-1 patterns Xi (P x N): symmetric, zero diagonal, entries
+    # g/N times integers of P's parity, and spectrum: N - P eigenvalues exactly -g P/N
+    n, P, g = 200, 3, 1.5
+    W = draw_weights("hebbian", n, rng(6), patterns=P, g=g)
+    np.testing.assert_array_equal(W, W.T)
+    assert np.all(np.diag(W) == 0)
+    counts = W[~np.eye(n, dtype=bool)] * n / g
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
+    assert np.abs(counts).max() <= P and np.all((np.round(counts) - P) % 2 == 0)
+    eig = np.linalg.eigvalsh(W)
+    np.testing.assert_allclose(eig[: n - P], -g * P / n, atol=1e-12)
+    assert np.all(eig[n - P :] > 0.5 * g)
+    # one pattern: read it off the first row and check it is a fixed point of x -> sign(W x)
+    W1 = draw_weights("hebbian", n, rng(7), patterns=1, g=g)
+    xi = np.sign(W1[0])  # W1[0, j] = (g/N) xi_0 xi_j: the pattern up to its global sign
+    xi[0] = 1.0
+    np.testing.assert_array_equal(np.sign(W1 @ xi), xi)
 
 
 @pytest.mark.parametrize("layers", [0, 3])
@@ -97,11 +107,6 @@ def test_feedforward_strictly_lower_triangular(layers):
 def test_orthogonal_singular_values():
     W = draw_weights("orthogonal", 20, rng(8), g=0.7)
     np.testing.assert_allclose(W @ W.T, 0.49 * np.eye(20), atol=1e-12)
-
-
-def test_every_ensemble_is_reproducible():
-    for name in ensembles.ENSEMBLES:
-        np.testing.assert_array_equal(draw_weights(name, 8, rng(9)), draw_weights(name, 8, rng(9)))
 
 
 def test_theta_modes():

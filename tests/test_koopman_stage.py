@@ -127,6 +127,10 @@ def test_spectra_batch_equals_alone(settings):
             # equilibrium-dimension lengths may differ between the batch and the single network
             sl = tuple(slice(0, s) for s in c.shape)
             np.testing.assert_array_equal(a[sl], c, err_msg=name)
+            extra = np.ones(a.shape, bool)
+            extra[sl] = False  # what the batch has beyond the single network must be padding
+            pad = a[extra]
+            assert (np.isnan(pad) if a.dtype.kind in "fc" else pad == -1).all(), name
 
 
 def test_spectra_linear_network_exact():
@@ -211,3 +215,27 @@ def test_spectra_with_equilibria_engine():
     ds = spectra_dataset(batch, [1, 2, 3], FAST, equilibria=eq)
     _assert_contract(ds, 3)
     assert ds.koopman_slowest_rate.values[0] == pytest.approx(0.67204455, abs=1e-7)
+
+
+def test_gedmd_principal_error_ignores_spurious_eigenvalues():
+    # a degree-3 dictionary on a wide box cannot represent the principal eigenfunctions of the
+    # bistable network: the eigenvalues closest to the Jacobian ones fail the held-out residual
+    # test, and the reported error must come from the genuine eigenvalues only
+    from koopnet.equilibria import equilibria_dataset
+    from koopnet.koopman import match_eigenvalues
+
+    W = np.array([[8.0, -1.0], [-1.0, 8.0]])
+    batch = NetworkBatch(W[None], (-W @ np.full(2, 0.5))[None], "logistic")
+    eq = equilibria_dataset(batch, [5])
+    s = SpectraSettings(gedmd_degree=3, gedmd_box_half_width=3.0, gedmd_n_samples=600, gedmd_n_test=300)
+    ds = spectra_dataset(batch, [5], s, eq).isel(network=0)
+    assert int(ds.gedmd_status) == GedmdStatus.ok
+    e = int(ds.gedmd_equilibrium)
+    principal = ds.principal_eigenvalues.isel(equilibrium=e).values
+    ev, spurious = ds.gedmd_eigenvalues.values, ds.gedmd_spurious.values
+    _, nearest = match_eigenvalues(principal, ev)
+    assert spurious[nearest].any(), "the case must exercise a spurious nearest eigenvalue"
+    genuine = np.where(spurious == 0, ev, np.nan)
+    expected = np.max(match_eigenvalues(principal, genuine)[0])
+    assert float(ds.gedmd_principal_error) == expected
+    assert float(ds.gedmd_principal_error) > np.max(match_eigenvalues(principal, ev)[0])

@@ -89,9 +89,19 @@ def test_taylor_generator_eigenvalues_are_the_lattice(activation, W, theta, gues
         assert tg.lattice_error[0] <= 1e-10
 
 
-def test_taylor_principal_eigenfunctions_converge_with_degree():
-    net = Network([[8, -1], [-1, 8]], [-3.5, -3.5], "logistic")
-    x = _eq(net, [3, 3])
+@pytest.mark.parametrize(
+    "W, theta, activation, guess",
+    [
+        ([[8, -1], [-1, 8]], [-3.5, -3.5], "logistic", [3, 3]),
+        # the conjugate tanh system (W/4, W 1/4 + theta/2) and a cubic network: their sigma has
+        # other higher Taylor coefficients, which only the eigenfunctions (not the lattice) see
+        ([[2, -0.25], [-0.25, 2]], [0.0, 0.0], "tanh", [1.5, 1.5]),
+        ([[1.5, 0.5], [-0.5, 1.0]], [0.3, -0.2], "cubic", [0.5, 0.0]),
+    ],
+)
+def test_taylor_principal_eigenfunctions_converge_with_degree(W, theta, activation, guess):
+    net = Network(W, theta, activation)
+    x = _eq(net, guess)
     rng = np.random.default_rng(2)
     pts = x + rng.uniform(-0.2, 0.2, (30, 2))
     worst = []

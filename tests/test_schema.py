@@ -40,7 +40,9 @@ def _walk(schema, path="config"):
 def test_every_key_has_description_and_default():
     for path, node in _walk(SCHEMA):
         assert "description" in node, path
-        if path not in ("config.sweeps", "definitions.sweep.N"):  # N: required unless from a file
+        # required keys have no default: the grid axes, and N (required unless read from a file)
+        required = {f"definitions.sweep.{k}" for k in ("ensemble", "activation", "theta_mode", "N")}
+        if path != "config.sweeps" and path not in required:
             assert "default" in node, path
 
 

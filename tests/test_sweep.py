@@ -51,17 +51,32 @@ def test_networks_do_not_depend_on_chunking():
     assert seeds == sum((s for _, s in parts), [])
 
 
-def test_seeds_depend_on_config_point_and_index_but_not_activation():
+def test_seeds_depend_on_what_determines_W():
     points = expand_sweep("s", SWEEP)
-    by_act = {}
+    by_w = {}
     for p in points:
         key = tuple((k, v) for k, v in p.values.items() if k != "activation")
-        by_act.setdefault(key, []).append(p)
-    for same in by_act.values():  # logistic and tanh versions share their networks (paired design)
+        by_w.setdefault(key, []).append(p)
+    for same in by_w.values():  # logistic and tanh versions share their networks (paired design)
         assert network_seed(1, same[0], 0) == network_seed(1, same[1], 0)
     all_seeds = {network_seed(1, p, k) for p in points for k in range(5)}
-    assert len(all_seeds) == len(by_act) * 5
+    assert len(all_seeds) == len(by_w) * 5
     assert network_seed(2, points[0], 0) != network_seed(1, points[0], 0)
+
+
+def test_seeds_ignore_yaml_spelling_defaults_and_inputs():
+    base = {**SWEEP, "ensemble": "gaussian", "activation": "tanh", "N": 4}
+    ref = expand_sweep("s", {**base, "params": {"g": 2.0}})[0]
+    variants = [
+        {**base, "params": {"g": 2}},  # integer spelling
+        {**base, "params": {"g": 2.0, "mu": 0.0}},  # a default written out
+        {**base, "theta_mode": "gaussian", "params": {"g": 2.0, "theta_std": 0.5}},  # another input
+    ]
+    for sweep in variants:
+        point = expand_sweep("s", sweep)[0]
+        assert network_seed(3, point, 1) == network_seed(3, ref, 1)
+        np.testing.assert_array_equal(build_networks(point, [1], 3)[0].W, build_networks(ref, [1], 3)[0].W)
+    assert network_seed(3, expand_sweep("s", {**base, "params": {"g": 2.5}})[0], 1) != network_seed(3, ref, 1)
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,12 @@ def pad_stack(arrays: Sequence[np.ndarray], axis_len: int | None = None, fill=No
         raise ValueError("nothing to stack")
     dtype = np.result_type(*arrays)
     if fill is None:
-        fill = FILL_INT if np.issubdtype(dtype, np.integer) else FILL_FLOAT
+        if np.issubdtype(dtype, np.integer):
+            fill = FILL_INT
+        elif np.issubdtype(dtype, np.complexfloating):
+            fill = complex(FILL_FLOAT, FILL_FLOAT)  # np.nan alone would give nan+0j
+        else:
+            fill = FILL_FLOAT
     rest = arrays[0].shape[1:]
     length = max(max(a.shape[0] for a in arrays), 1) if axis_len is None else axis_len
     out = np.full((len(arrays), length, *rest), fill, dtype=dtype)

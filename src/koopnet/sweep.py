@@ -5,17 +5,17 @@ parameter (under ``params``); each may be a scalar or a list, and the sweep is t
 the lists. Every grid point holds ``seeds`` networks, processed ``seeds_per_job`` at a time.
 
 Reproducibility: network ``k`` of a grid point is drawn from a seed derived with numpy's
-``SeedSequence`` from (config seed, the point's values except the activation, k). It does
-not depend on job order, core count, ``seeds_per_job``, or the sweep's name; leaving the
-activation out makes sweeps over activations paired (the same W under each sigma).
+``SeedSequence`` from (config seed, what determines W, k); see :func:`network_seed`. It does
+not depend on job order, core count, ``seeds_per_job``, the sweep's name or how numbers are
+written in the YAML; sweeps over activations and inputs are paired (the same W under each).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,7 @@ __all__ = [
     "collect",
     "config_hash",
     "provenance_attrs",
+    "source_hash",
 ]
 
 #: Keys of a sweep that form grid axes (besides ``params`` entries and a file's ``step``).
@@ -198,12 +199,26 @@ def seed_chunks(seeds: int, seeds_per_job: int) -> list[range]:
     return [range(s, min(s + seeds_per_job, seeds)) for s in range(0, seeds, seeds_per_job)]
 
 
+def _number(v):
+    """Numbers as floats, so that `g: 2` and `g: 2.0` name the same networks."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
 def network_seed(config_seed: int, point: SweepPoint, seed_index: int) -> int:
     """Integer seed (63 bits) of network ``seed_index`` of ``point``.
 
-    Keyed by the config seed, the point's values except ``activation``, and the index.
+    Keyed by the config seed, what determines W (ensemble, N, the ensemble's parameters with
+    their defaults filled in, or the weight file and step) and the index. The activation and
+    the theta mode/parameters are left out, so sweeps over them are paired: the same W (and the
+    same random draws for theta) under each setting.
     """
-    key = {k: v for k, v in point.values.items() if k != "activation"}
+    values = point.values
+    ensemble = values["ensemble"]
+    if ensemble == "file":
+        key = {"ensemble": "file", "path": values["path"], "step": values["step"]}
+    else:
+        params = {**ensemble_parameters(ensemble), **{k: v for k, v in values.items() if k in ensemble_parameters(ensemble)}}
+        key = {"ensemble": ensemble, "N": int(values["N"]), **{k: _number(v) for k, v in params.items()}}
     entropy = [int(config_seed) & 0xFFFFFFFF, int(config_seed) >> 32 & 0xFFFFFFFF]
     entropy += stable_hash_words(_canonical(key), 8) + [int(seed_index)]
     state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
@@ -283,14 +298,31 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical(config).encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """SHA-256 over the library's source files (paths and contents).
+
+    The version number does not change with every edit; this does. The workflow passes it as
+    a rule parameter so that a change in the library reruns the analyses, and stores it in
+    the dataset.
+    """
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def provenance_attrs(config: Mapping[str, Any], sweep: str) -> dict[str, str]:
-    """Global attributes: koopnet version, the config as YAML, its hash, the sweep name."""
+    """Global attributes: koopnet version and source hash, the config as YAML, its hash, the sweep name."""
     from . import __version__
 
     return {
         "title": f"koopnet sweep {sweep!r}",
         "sweep": sweep,
         "koopnet_version": __version__,
+        "koopnet_source_sha256": source_hash(),
         "config": yaml.safe_dump(_plain(config), sort_keys=True),
         "config_hash": config_hash(config),
         "Conventions": "CF-1.10",
@@ -314,7 +346,7 @@ def _pad_to(ds: xr.Dataset, sizes: Mapping[str, int]) -> xr.Dataset:
     for name, var in ds.data_vars.items():
         pad = {d: (0, sizes[d] - var.sizes[d]) for d in var.dims if d in sizes and sizes[d] > var.sizes[d]}
         if pad:
-            fill = FILL_INT if var.dtype.kind in "iu" else (False if var.dtype.kind == "b" else np.nan)
+            fill = {"i": FILL_INT, "u": FILL_INT, "b": False, "c": complex(np.nan, np.nan)}.get(var.dtype.kind, np.nan)
             data = np.pad(var.values, [pad.get(d, (0, 0)) for d in var.dims], constant_values=fill)
             var = xr.Variable(var.dims, data, var.attrs)
         out[name] = var
@@ -381,8 +413,3 @@ _COORD_NAMES = {
     "step": "checkpoint index in the weight file",
     "path": "weight file",
 }
-
-
-def n_jobs(points: Sequence[SweepPoint], seeds: int, seeds_per_job: int) -> int:
-    """Number of per-chunk jobs of a sweep (for planning)."""
-    return len(points) * math.ceil(seeds / seeds_per_job)

@@ -12,6 +12,7 @@ rule equilibria:
         "../../environment.yml"
     threads: THREADS
     params:
+        code=KOOPNET_SOURCE,
         activation=activation,
         settings=config.get("equilibria", {}),  # rerun when the settings change
     script:
@@ -30,6 +31,7 @@ rule spectra:
         "../../environment.yml"
     threads: THREADS
     params:
+        code=KOOPNET_SOURCE,
         activation=activation,
         settings=config.get("spectra", {}),
     script:
@@ -48,6 +50,7 @@ rule metrics:
         "../../environment.yml"
     threads: THREADS
     params:
+        code=KOOPNET_SOURCE,
         activation=activation,
         settings={k: config.get(k, {}) for k in ("dimension", "resilience")},
     script:

@@ -15,6 +15,7 @@ rule collect:
     conda:
         "../../environment.yml"
     params:
+        code=KOOPNET_SOURCE,
         jobs=lambda wildcards: sweep_jobs(wildcards.sweep),
         stages=STAGE_FILES,
     script:

@@ -5,7 +5,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from koopnet.ensembles import WeightFileError
-from koopnet.sweep import ConfigError, expand_sweep, seed_chunks
+from koopnet.pipeline import STAGES
+from koopnet.sweep import ConfigError, expand_sweep, seed_chunks, source_hash
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -25,7 +26,9 @@ def _expand_all_sweeps():
 # sweep name -> ({point id: SweepPoint}, [seed index ranges, one per job])
 GRIDS = _expand_all_sweeps()
 THREADS = config.get("threads", 1)
-STAGE_FILES = ("networks", "equilibria", "spectra", "metrics")
+# a parameter of every analysis job: editing the library reruns what it computed
+KOOPNET_SOURCE = source_hash()
+STAGE_FILES = ("networks", *STAGES)  # one file per stage and job
 CHUNK_DIR = "results/{sweep}/points/{point}/chunk{chunk}"
 LOG_DIR = "logs/{sweep}/points/{point}/chunk{chunk}"
 
@@ -42,6 +45,12 @@ def sweep_point(wildcards):
 
 def seed_indices(wildcards):
     return list(GRIDS[wildcards.sweep][1][int(wildcards.chunk)])
+
+
+def weight_file(wildcards):
+    """The user weight file a job reads (file ensemble), so that editing it reruns the job."""
+    values = sweep_point(wildcards).values
+    return [values["path"]] if values["ensemble"] == "file" else []
 
 
 def activation(wildcards):

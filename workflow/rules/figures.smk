@@ -32,6 +32,8 @@ rule sweep_figures:
         "logs/{sweep}/figures.log",
     conda:
         "../../environment.yml"
+    params:
+        code=KOOPNET_SOURCE,
     script:
         "../scripts/figures_sweep.py"
 
@@ -68,6 +70,7 @@ rule paper_figures:
     conda:
         "../../environment.yml"
     params:
+        code=KOOPNET_SOURCE,
         figures=PAPER_FIGURES,
         settings=config["paper"],  # rerun when the figure parameters change
     script:

@@ -2,6 +2,8 @@
 
 
 rule networks:
+    input:
+        weight_file,
     output:
         f"{CHUNK_DIR}/networks.nc",
     log:
@@ -10,6 +12,7 @@ rule networks:
         "../../environment.yml"
     threads: THREADS
     params:
+        code=KOOPNET_SOURCE,
         point=sweep_point,
         seeds=seed_indices,
         config_seed=config["seed"],
