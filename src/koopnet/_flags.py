@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["EquilibriumType", "flag_attrs", "STABLE_TYPES"]
+import numpy as np
+
+__all__ = ["EquilibriumType", "flag_attrs", "STABLE_TYPES", "first_stable"]
 
 
 class EquilibriumType(IntEnum):
@@ -19,6 +21,17 @@ class EquilibriumType(IntEnum):
 
 
 STABLE_TYPES = (EquilibriumType.stable_node, EquilibriumType.stable_focus)
+
+
+def first_stable(stable: np.ndarray) -> np.ndarray:
+    """Index of each network's reference attractor: its first stable equilibrium.
+
+    The equilibria stage lists stable equilibria first, so this is the stable equilibrium that
+    most starts reached. ``stable`` is a boolean mask (B, E); the result (B,) is -1 where a
+    network has no stable equilibrium.
+    """
+    stable = np.asarray(stable, dtype=bool)
+    return np.where(stable.any(axis=-1), np.argmax(stable, axis=-1), -1)
 
 
 def flag_attrs(enum: type[IntEnum], long_name: str) -> dict:

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from ._flags import STABLE_TYPES, flag_attrs
+from ._flags import STABLE_TYPES, first_stable, flag_attrs
 from ._random import stage_rng
 from .network import NetworkBatch
 
@@ -623,9 +623,8 @@ def attractor_spectrum(equilibria: xr.Dataset) -> tuple[np.ndarray, np.ndarray, 
         equilibria["jacobian_eigenvalues"].transpose("network", "equilibrium", "mode").values,
         dtype=complex,
     )
-    stable = np.isin(eq_type, [int(t) for t in STABLE_TYPES])
-    has = stable.any(axis=1)
-    index = np.where(has, np.argmax(stable, axis=1), -1)
+    index = first_stable(np.isin(eq_type, [int(t) for t in STABLE_TYPES]))
+    has = index >= 0
     lam = np.take_along_axis(eigs, np.maximum(index, 0)[:, None, None], axis=1)[:, 0, :]
     lam = np.where(has[:, None], lam, np.nan + 1j * np.nan)
     finite = np.isfinite(lam)

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from .._flags import STABLE_TYPES, EquilibriumType, flag_attrs
+from .._flags import STABLE_TYPES, EquilibriumType, first_stable, flag_attrs
 from .._random import stage_rng
 from ..network import Network, NetworkBatch
 from ._common import (
@@ -373,8 +373,8 @@ def _gedmd_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable
     eq_idx = np.full(B, -1, np.int64)
     n_used = np.zeros(B, np.int64)
     if N <= s.gedmd_max_units:
-        has = np.any(stable, axis=1)
-        first = np.where(has, np.argmax(stable, axis=1), -1)
+        first = first_stable(stable)
+        has = first >= 0
         eq_idx[:] = first
         status[:] = np.where(has, int(GedmdStatus.ok), int(GedmdStatus.no_stable_equilibrium))
         centers = np.where(has[:, None], x_eq_all[np.arange(B), np.maximum(first, 0)], 0.0)
