@@ -16,7 +16,6 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/networks.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/figures.smk"

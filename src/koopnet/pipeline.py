@@ -54,20 +54,13 @@ def stage_settings(settings_cls: type, section: Mapping[str, Any] | None, where:
 
 
 def run_networks(point: SweepPoint, seed_indices: Sequence[int], config_seed: int, out: str | Path,
-                 threads: int = 1, log_path: str | Path | None = None, base_dir: str | Path = ".") -> xr.Dataset:
-    """Draw a job's networks and write their dataset (W, theta, seeds, spectrum of W).
-
-    A one-line summary goes to ``log_path`` when given.
-    """
+                 threads: int = 1, base_dir: str | Path = ".") -> xr.Dataset:
+    """Draw a job's networks and write their dataset (W, theta, seeds, spectrum of W)."""
     with threadpool_limits(threads):
         batch, seeds = build_networks(point, seed_indices, config_seed, base_dir)
         ds = networks_dataset(batch, seeds).assign_coords(seed=("network", list(seed_indices)))
     io.write_dataset(ds, out)
-    message = f"{point.id}: {len(batch)} networks (N={batch.n_units}) -> {out}"
-    log.info(message)
-    if log_path is not None:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(log_path).write_text(message + "\n")
+    log.info("%s: %d networks (N=%d) -> %s", point.id, len(batch), batch.n_units, out)
     return ds
 
 

@@ -1,11 +1,14 @@
-# Per-job analyses: equilibria -> Koopman spectra and metrics (dimension, resilience).
+# Per-job stages: weight ensembles and equilibria -> Koopman spectra and metrics
+# (dimension, resilience). Drawing a job's networks takes milliseconds, so it shares the
+# equilibria job (one Python start-up less per job) but keeps its own file.
 
 
 rule equilibria:
     input:
-        networks=f"{CHUNK_DIR}/networks.nc",
+        weight_file,
     output:
-        f"{CHUNK_DIR}/equilibria.nc",
+        networks=f"{CHUNK_DIR}/networks.nc",
+        equilibria=f"{CHUNK_DIR}/equilibria.nc",
     log:
         f"{LOG_DIR}/equilibria.log",
     conda:
@@ -13,10 +16,13 @@ rule equilibria:
     threads: THREADS
     params:
         code=KOOPNET_SOURCE,
+        point=sweep_point,
+        seeds=seed_indices,
+        config_seed=config["seed"],
         activation=activation,
         settings=config.get("equilibria", {}),  # rerun when the settings change
     script:
-        "../scripts/stage.py"
+        "../scripts/equilibria.py"
 
 
 rule spectra:

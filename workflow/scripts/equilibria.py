@@ -1,0 +1,22 @@
+"""Rule `equilibria`: draw a job's networks, then find their equilibria (thin layer over koopnet.pipeline)."""
+import logging
+
+from koopnet.pipeline import run_networks, run_stage
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)
+run_networks(
+    snakemake.params.point,
+    snakemake.params.seeds,
+    snakemake.params.config_seed,
+    snakemake.output.networks,
+    threads=snakemake.threads,
+)
+run_stage(
+    "equilibria",
+    snakemake.params.activation,
+    snakemake.output.networks,
+    {},
+    snakemake.config,
+    snakemake.output.equilibria,
+    threads=snakemake.threads,
+)
