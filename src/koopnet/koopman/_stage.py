@@ -28,7 +28,7 @@ from ._common import (
 from ._cubic import polynomial_neuron_family
 from ._dictionaries import GaussianRBFDictionary, MonomialDictionary
 from ._feedforward import feedforward_family, feedforward_order
-from ._gedmd import gedmd, sample_basin, sample_trajectories
+from ._gedmd import gedmd, sample_basin, sample_box, sample_trajectories
 from ._linear import linear_family
 from ._residuals import residuals
 from ._taylor import _taylor_matrices, koopman_lattice
@@ -193,7 +193,7 @@ def _analytic_check(net: Network, fam: AnalyticFamily, x_eq, eq_type, jac_ev, se
     if n <= s.analytic_max_units and eigfuns:
         rng = stage_rng(seed, "spectra")
         center = x_eq[0] if np.all(np.isfinite(x_eq[0])) else net.theta
-        pts = center + s.analytic_box_half_width * rng.uniform(-1.0, 1.0, (s.analytic_n_points, n))
+        pts = sample_box(rng, center, s.analytic_box_half_width, s.analytic_n_points)
         if fam == AnalyticFamily.feedforward:
             src = feedforward_order(net.W)[0]
             mag = s.analytic_box_half_width * rng.uniform(0.2, 1.0, s.analytic_n_points)
@@ -382,14 +382,16 @@ def _gedmd_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable
         hw = float(s.gedmd_box_half_width)
         M, Mt = int(s.gedmd_n_samples), int(s.gedmd_n_test)
         rngs = [stage_rng(seed, "gedmd") for seed in seeds]
+
+        def boxes(n):  # n states per network, uniform in its box, from its own stream
+            return np.stack([sample_box(r, c, hw, n) for r, c in zip(rngs, centers)])
+
         if s.gedmd_sampling == "box":
-            draws = np.stack([r.uniform(-1.0, 1.0, (M + Mt, N)) for r in rngs])
-            pts = centers[:, None, :] + hw * draws
+            pts = boxes(M + Mt)
             X, Xt = pts[:, :M], pts[:, M:]
         elif s.gedmd_sampling == "basin":
             P = int(np.ceil(s.gedmd_pool_factor * (M + Mt)))
-            draws = np.stack([r.uniform(-1.0, 1.0, (P, N)) for r in rngs])
-            pool = centers[:, None, :] + hw * draws
+            pool = boxes(P)
             inside = sample_basin(batch, pool, centers, t_final=s.gedmd_basin_time, tol=1e-3 * max(1.0, hw))
             X = np.empty((B, M, N))
             Xt = np.empty((B, Mt, N))
@@ -403,9 +405,7 @@ def _gedmd_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable
         else:
             L = int(s.gedmd_trajectory_length)
             n_tr, n_te = -(-M // L), -(-Mt // L)
-            draws = np.stack([r.uniform(-1.0, 1.0, (n_tr + n_te, N)) for r in rngs])
-            init = centers[:, None, :] + hw * draws
-            traj = sample_trajectories(batch, init, s.gedmd_trajectory_dt, L)
+            traj = sample_trajectories(batch, boxes(n_tr + n_te), s.gedmd_trajectory_dt, L)
             X, Xt = traj[:, :M], traj[:, n_tr * L : n_tr * L + Mt]
         n_used[:] = M
         finite = np.all(np.isfinite(X), axis=(1, 2)) & np.all(np.isfinite(Xt), axis=(1, 2))
