@@ -15,7 +15,16 @@ Also reports the achieved GFLOP/s of koopnet's factorisations (LU flops 2/3 d^3 
 factorisation or solve, an inverse counted as 3, over the whole search time) against a plain numpy batched matrix multiply
 (256, N, N) @ (256, N, N) and a batched np.linalg.solve of the same size.
 
-Run:  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_equilibria.py [--quick]
+``--floor`` measures instead the best speed-up any numpy/scipy implementation of the *same*
+algorithm (as many exact Jacobians and steps per start as MINPACK) could reach: per N, hybr's
+Jacobian and function evaluations per start (one network, all starts) and the per-matrix cost
+of the cheapest numpy/scipy primitives for them (a factorisation per Jacobian: a LAPACK
+``getrf`` call or one matrix of a batched ``np.linalg.inv``; two applications of the factors
+per step: two ``getrs`` calls or two passes of a batched stacked product over the inverses).
+The floor counts nothing else (no function evaluations, no W products, no trust-region
+arithmetic), so hybr's time over the floor bounds the speed-up from above.
+
+Run:  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_equilibria.py [--quick | --floor]
 """
 
 from __future__ import annotations
@@ -91,11 +100,81 @@ def _timeit(fn) -> float:
     return time.perf_counter() - t
 
 
+def hybr_counts(net: Network, seed: int, n_starts: int) -> tuple[float, float, float]:
+    """(seconds, mean njev, mean nfev) per start of the scipy hybr loop on one network."""
+    N = net.n_units
+    lo, hi, _ = search_box(net.W, net.theta, net.activation)
+    x0s = lo + (hi - lo) * _draw_unit_starts([seed], n_starts, N)[0]
+    W, th, act = net.W, net.theta, net.activation
+    idx = np.arange(N)
+
+    def f(x):
+        return -x + W @ act.sigma(x) + th
+
+    def jac(x):
+        J = W * act.dsigma(x)
+        J[idx, idx] -= 1.0
+        return J
+
+    t = time.perf_counter()
+    counts = np.array([(r.njev, r.nfev) for r in (root(f, x0, jac=jac, method="hybr") for x0 in x0s)])
+    return (time.perf_counter() - t) / n_starts, *counts.mean(axis=0)
+
+
+def primitive_costs(N: int, K: int = 256, repeat: int = 3) -> dict[str, float]:
+    """Seconds per matrix of the factorisation / application primitives on (K, N, N)."""
+    from scipy.linalg.lapack import dgetrf, dgetrs
+
+    rng = np.random.default_rng(0)
+    J = rng.normal(size=(K, N, N)) + N * np.eye(N)
+    b = rng.normal(size=(K, N))
+    facs = [dgetrf(J[k].T) for k in range(K)]
+
+    def getrf():
+        for k in range(K):
+            dgetrf(J[k].T)
+
+    def getrs():
+        for k in range(K):
+            dgetrs(facs[k][0], facs[k][1], b[k], trans=1)
+
+    out = {
+        "getrf": min(_timeit(getrf) for _ in range(repeat)),
+        "getrs": min(_timeit(getrs) for _ in range(repeat)),
+        "inv": min(_timeit(lambda: np.linalg.inv(J)) for _ in range(repeat)),
+        "pass": min(_timeit(lambda: np.einsum("kij,kj->ki", J, b)) for _ in range(repeat)),
+    }
+    return {k: v / K for k, v in out.items()}
+
+
+def floor(sizes=(50, 100, 200), n_starts: int = 256) -> None:
+    """Print the speed-up bound of a numpy/scipy implementation of hybr's algorithm."""
+    print(
+        "| N | hybr s/start | njev/start | nfev/start | getrf us | getrs us | inv us | pass us "
+        "| floor LU s/start | floor dense s/start | best possible speed-up |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for N in sizes:
+        seed = 1000 * N
+        t, njev, nfev = hybr_counts(gaussian_logistic(N, seed), seed, n_starts)
+        c = primitive_costs(N)
+        lu = njev * c["getrf"] + 2 * nfev * c["getrs"]
+        dense = njev * c["inv"] + 2 * nfev * c["pass"]
+        print(
+            f"| {N} | {t:.4f} | {njev:.1f} | {nfev:.1f} | {1e6 * c['getrf']:.0f} | {1e6 * c['getrs']:.0f} "
+            f"| {1e6 * c['inv']:.0f} | {1e6 * c['pass']:.1f} | {lu:.4f} | {dense:.4f} | {t / min(lu, dense):.1f}x |"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="N in {20, 50} only, one network each")
+    ap.add_argument("--floor", action="store_true", help="speed-up bound of hybr's algorithm in numpy")
     ap.add_argument("--starts", type=int, default=256)
     args = ap.parse_args()
+    if args.floor:
+        floor(n_starts=args.starts)
+        return
     plan = {20: 3, 50: 3, 100: 2, 200: 1}
     if args.quick:
         plan = {20: 1, 50: 1}
