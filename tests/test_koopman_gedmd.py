@@ -144,7 +144,8 @@ def test_spurious_flags_on_truncated_dictionary():
     assert r2.spurious[0, others].all()
 
 
-def test_gedmd_batched_equals_alone():
+@pytest.mark.parametrize("projection", ["galerkin", "taylor"])
+def test_gedmd_batched_equals_alone(projection):
     rng = np.random.default_rng(4)
     W = rng.normal(size=(3, 2, 2)) * 3
     theta = rng.normal(size=(3, 2))
@@ -152,10 +153,11 @@ def test_gedmd_batched_equals_alone():
     X = rng.uniform(-1, 1, (3, 300, 2))
     Xt = rng.uniform(-1, 1, (3, 100, 2))
     dic = MonomialDictionary(2, 4, np.zeros((3, 1, 2)), 1.0)
-    r = gedmd(batch.vector_field, dic, X, Xt)
+    r = gedmd(batch.vector_field, dic, X, Xt, projection=projection)
     for b in range(3):
         one = NetworkBatch(W[b : b + 1], theta[b : b + 1], "tanh")
-        r1 = gedmd(one.vector_field, MonomialDictionary(2, 4, np.zeros((1, 1, 2)), 1.0), X[b : b + 1], Xt[b : b + 1])
+        r1 = gedmd(one.vector_field, MonomialDictionary(2, 4, np.zeros((1, 1, 2)), 1.0), X[b : b + 1], Xt[b : b + 1],
+                   projection=projection)
         np.testing.assert_array_equal(r.eigenvalues[b], r1.eigenvalues[0])
         np.testing.assert_array_equal(r.residual[b], r1.residual[0])
 
@@ -179,3 +181,109 @@ def test_gedmd_eigenfunctions_of_a_batch_satisfy_the_generator_identity():
         np.testing.assert_allclose(dphi, lam * phi, atol=1e-8 * np.abs(phi).max())
         for b in range(2):  # network b's eigenfunction uses network b's eigenvector
             np.testing.assert_allclose(phi[b], dic.evaluate(Xt)[b] @ r.eigenvectors[b, :, mode])
+
+
+# --- Taylor (degree-triangular) projection -------------------------------------------------------
+
+
+def _degree(dic):
+    return dic.exponents.sum(axis=1)
+
+
+@pytest.mark.parametrize("n,degree", [(1, 5), (2, 4), (3, 3)])
+def test_taylor_projection_linear_network_is_the_lattice(n, degree):
+    net, batch, x_eq, rng = _linear_batch(n, 5 * n + degree)
+    lam = np.linalg.eigvals(net.W) / 4 - 1
+    dic = MonomialDictionary(n, degree, x_eq[None, None, :], 1.5)
+    X = sample_box(rng, x_eq, 1.5, 4 * dic.size + 50)[None]
+    Xt = sample_box(rng, x_eq, 1.5, 200)[None]
+    r = gedmd(batch.vector_field, dic, X, Xt, projection="taylor")
+    err, _ = match_eigenvalues(multi_indices(n, degree) @ lam, r.eigenvalues[0])
+    assert err.max() <= 1e-9
+    assert r.residual.max() <= 1e-9 and not r.spurious.any()
+    deg = _degree(dic)
+    assert np.all(r.matrix[0][deg[:, None] < deg[None, :]] == 0.0)  # block-triangular by degree
+    assert r.rank[0] == dic.size
+
+
+def _quadratic_field(c, J, Q):
+    """f(x) = J z + Q(z, z) with z = x - c: an equilibrium at c with Jacobian J."""
+
+    def f(x):
+        z = x - c
+        return z @ J.T + np.einsum("ijk,...j,...k->...i", Q, z, z)
+
+    return f
+
+
+def test_taylor_projection_quadratic_field_exact_below_the_top_degree():
+    """For a quadratic field, U maps degree d monomials into degrees d..d+1: inside a degree-D dictionary
+    for d <= D - 1, so the Taylor projection's diagonal blocks d <= D - 1 are exact and carry the
+    lattice {k . lambda : |k| <= D - 1} (lambda = eig J). The Galerkin fit of the top block leaks into
+    every degree and moves even the principal eigenvalues."""
+    c = np.array([0.3, -0.2])
+    J = np.array([[-1.0, 0.4], [0.3, -1.8]])
+    Q = np.zeros((2, 2, 2))
+    Q[0, 0, 0], Q[0, 0, 1], Q[1, 1, 1], Q[1, 0, 0] = 0.5, -0.7, 0.9, 0.2
+    f = _quadratic_field(c, J, Q)
+    lam = np.linalg.eigvals(J)
+    D = 4
+    rng = np.random.default_rng(2)
+    dic = MonomialDictionary(2, D, c, 1.2)
+    X = sample_box(rng, c, 1.2, 400)[None]
+    r = gedmd(f, dic, X, projection="taylor")
+    low = multi_indices(2, D - 1) @ lam
+    assert match_eigenvalues(low, r.eigenvalues[0])[0].max() <= 1e-10
+    g = gedmd(f, dic, X)
+    assert match_eigenvalues(lam, g.eigenvalues[0])[0].max() > 1e-4  # the case discriminates
+
+
+def test_taylor_projection_bistable_logistic_principal_eigenvalues():
+    net, batch, x_eq = _bistable()
+    lam = np.linalg.eigvals(net.jacobian(x_eq))
+    rng = np.random.default_rng(5)
+    errors = {}
+    for hw in (1.0, 1.5):
+        pool = sample_box(rng, x_eq, hw, 3000)[None]
+        pts = pool[sample_basin(batch, pool, x_eq[None])][None]
+        X, Xt = pts[:, :1000], pts[:, 1000:1500]
+        dic = MonomialDictionary(2, 7, x_eq, hw)
+        for projection in ("galerkin", "taylor"):
+            r = gedmd(batch.vector_field, dic, X, Xt, projection=projection)
+            err, idx = match_eigenvalues(lam, r.eigenvalues[0])
+            errors[hw, projection] = err.max()
+            if hw == 1.0:  # the principal Taylor eigenfunctions pass the held-out residual test
+                assert not r.spurious[0, idx].any()
+    for hw in (1.0, 1.5):
+        assert errors[hw, "taylor"] < 1e-5 and errors[hw, "taylor"] < errors[hw, "galerkin"] / 100, errors
+
+
+def test_taylor_projection_rank_deficient_samples():
+    """Samples on the invariant line z2 = 0 of dz = diag(a, b) z: every column with a z2 factor vanishes
+    there, so the triangular factor is singular and the per-degree truncated-SVD fit takes over. Columns
+    z1^k give the exact eigenvalues k a; the vanishing ones give 0."""
+    a, b = -0.6, -1.3
+
+    def f(x):
+        return x * np.array([a, b])
+
+    D = 4
+    x = np.zeros((1, 60, 2))
+    x[..., 0] = np.linspace(-1, 1, 60)
+    dic = MonomialDictionary(2, D, np.zeros(2), 1.0)
+    r = gedmd(f, dic, x, projection="taylor")
+    assert r.rank[0] == D + 1
+    assert np.all(np.isfinite(r.eigenvalues))
+    assert match_eigenvalues(a * np.arange(D + 1), r.eigenvalues[0])[0].max() <= 1e-10
+    few = gedmd(f, dic, x[:, :5], projection="taylor")  # fewer samples than functions
+    assert few.rank[0] == 5 and np.all(np.isfinite(few.eigenvalues))
+
+
+def test_taylor_projection_needs_a_monomial_dictionary():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (1, 50, 2))
+    rbf = GaussianRBFDictionary(X[:, :10], 0.5)
+    with pytest.raises(ValueError, match="monomial"):
+        gedmd(lambda x: -x, rbf, X, projection="taylor")
+    with pytest.raises(ValueError, match="projection"):
+        gedmd(lambda x: -x, MonomialDictionary(2, 2, np.zeros(2)), X, projection="petrov")

@@ -5,6 +5,15 @@ stepping, no finite differences). Eigenpairs (lambda, v) of L give eigenfunction
 scored on held-out points by the generator residual rms(U phi - lambda phi)/rms(phi) and flagged
 spurious above a threshold. The fit works on the R factor of [Psi | dPsi] (one R-only QR), which
 holds the least-squares problem and every residual norm (||[Psi | dPsi] w|| = ||R w||).
+
+Two projections of U onto the dictionary's span are offered. ``galerkin`` is the L2 (sample) least
+squares of Klus et al. ``taylor`` is the degree-triangular projection behind analytic EDMD (Mauroy &
+Mezic, arXiv:2405.15945): for a monomial dictionary centred at an equilibrium c (f(c) = 0) the
+Taylor series of U psi_beta at c has no terms of degree < |beta|, so U psi_beta is fitted by the
+monomials of degree >= |beta| only. L is then block-triangular by degree like the Taylor generator,
+its eigenvalues are those of its diagonal blocks (no spectral pollution between degrees), and the
+principal ones come from the degree-1 block alone: a least-squares fit of f by monomials of degree
+1..D, whose linear coefficients converge to the Jacobian much faster than the Galerkin eigenvalues.
 Everything is batched over a leading axis (networks); each network's arithmetic is independent of
 the others, so batched and single results are bitwise identical.
 """
@@ -68,6 +77,7 @@ def gedmd(
     test_samples: np.ndarray | None = None,
     spurious_threshold: float = 1e-2,
     rcond: float = 1e-13,
+    projection: str = "galerkin",
 ) -> GedmdResult:
     """Generator EDMD with a known vector field.
 
@@ -85,20 +95,31 @@ def gedmd(
         Residual (units 1/tau) above which an eigenpair is flagged spurious.
     rcond : float
         Relative singular-value cutoff of the least-squares solve.
+    projection : {"galerkin", "taylor"}
+        ``galerkin``: L = argmin ||Psi L - dPsi|| over the samples. ``taylor``: column beta of L
+        fits dPsi_beta by the monomials of degree >= |beta| only (zero below), see the module
+        docstring. ``taylor`` needs a dictionary with graded ``exponents`` (MonomialDictionary)
+        centred at an equilibrium of f; a centre off the equilibrium biases the eigenvalues by
+        about |f(c)| / scale. Its eigenfunctions are Taylor-type approximations: accurate near c,
+        with larger held-out residuals towards the box edges than the Galerkin ones.
 
     Returns
     -------
     GedmdResult
     """
+    if projection not in ("galerkin", "taylor"):
+        raise ValueError("projection must be 'galerkin' or 'taylor'")
+    if projection == "taylor" and not hasattr(dictionary, "exponents"):
+        raise ValueError("projection='taylor' needs a monomial dictionary (graded exponents)")
     X = np.asarray(samples, dtype=float)
     # [Psi | dPsi] = Q R: the least-squares problem and all residual norms live in the small R
     R = _aug_r(dictionary, vector_field, X)
     K = R.shape[-1] // 2
     A, Bm = R[..., :K], R[..., K:]
-    U, s, Vh = np.linalg.svd(A, full_matrices=False)
-    keep = s > rcond * s[..., :1]
-    inv_s = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
-    L = np.swapaxes(Vh, -1, -2) @ (inv_s[..., :, None] * (np.swapaxes(U, -1, -2) @ Bm))
+    if projection == "galerkin":
+        L, rank = _lstsq(A, Bm, rcond)
+    else:
+        L, rank = _taylor_projection(A, Bm, np.asarray(dictionary.exponents).sum(axis=-1), rcond)
     ev, vec = np.linalg.eig(L)
     order = np.lexsort((-ev.imag, -ev.real), axis=-1)
     ev = np.take_along_axis(ev, order, axis=-1)
@@ -117,9 +138,78 @@ def gedmd(
         eigenvectors=vec,
         residual=res,
         spurious=res > spurious_threshold,
-        rank=keep.sum(axis=-1),
+        rank=rank,
         dictionary=dictionary,
     )
+
+
+def _lstsq(A: np.ndarray, B: np.ndarray, rcond: float) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-norm X = argmin ||A X - B|| by a truncated SVD, batched.
+
+    A of shape (..., P, k), B of shape (..., P, q); returns X (..., k, q) and the rank (...).
+    """
+    U, s, Vh = np.linalg.svd(A, full_matrices=False)
+    keep = s > rcond * s[..., :1]
+    inv_s = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
+    X = np.swapaxes(Vh, -1, -2) @ (inv_s[..., :, None] * (np.swapaxes(U, -1, -2) @ B))
+    return X, keep.sum(axis=-1)
+
+
+def _taylor_projection(A: np.ndarray, B: np.ndarray, degree: np.ndarray, rcond: float) -> tuple[np.ndarray, np.ndarray]:
+    """Degree-triangular L: column beta fits B[:, beta] by the columns of A of degree >= |beta|.
+
+    One QR of A with its columns in decreasing degree makes every fit a leading triangular solve
+    (the columns of degree >= d come first). Systems whose triangular factor is numerically
+    singular fall back to a truncated-SVD fit per degree.
+
+    Parameters
+    ----------
+    A, B : arrays, shape (..., P, K)
+        R-factor blocks of Psi and dPsi (or Psi and dPsi themselves).
+    degree : int array, shape (K,)
+        Total degree of each dictionary function.
+    rcond : float
+        Relative cutoff (singular values, and the diagonal of the triangular factor).
+
+    Returns
+    -------
+    L : array, shape (..., K, K)
+        L[alpha, beta] = 0 whenever |alpha| < |beta|.
+    rank : int array, shape (...)
+        Numerical rank of the whole of A.
+    """
+    K = degree.size
+    if A.shape[-2] < K:  # fewer rows than functions: no square triangular factor
+        rank = np.linalg.matrix_rank(A, rtol=rcond)
+        regular = np.zeros(A.shape[:-2], dtype=bool)
+        L = np.zeros((*A.shape[:-2], K, K))
+    else:
+        order = np.argsort(-degree, kind="stable")  # decreasing degree
+        Q, T = np.linalg.qr(A[..., order])
+        C = np.swapaxes(Q, -1, -2) @ B  # row j pairs with column order[j] of A
+        sv = np.linalg.svd(T, compute_uv=False)  # the singular values of A
+        rank = np.sum(sv > rcond * sv[..., :1], axis=-1)
+        # allowed[i, beta]: reordered function i may appear in U psi_beta (degree >= |beta|)
+        allowed = degree[order][:, None] >= degree[None, :]
+        diag = np.abs(np.diagonal(T, axis1=-2, axis2=-1))
+        regular = diag.min(axis=-1) > rcond * diag.max(axis=-1)
+        T = np.where(regular[..., None, None], T, np.eye(K))
+        # the leading k x k block of T^-1 is the inverse of T's leading block, so one product holds
+        # every nested triangular solve once the rows a column may not use are zeroed
+        L_o = np.where(allowed, np.linalg.inv(T) @ np.where(allowed, C, 0.0), 0.0)
+        L = np.empty_like(L_o)
+        L[..., order, :] = L_o
+    if not regular.all():  # numerically singular factor: truncated-SVD fit per degree
+        idx = np.flatnonzero(~regular.reshape(-1))
+        Af, Bf = A.reshape(-1, *A.shape[-2:])[idx], B.reshape(-1, *B.shape[-2:])[idx]
+        Lf = np.zeros((idx.size, K, K))
+        for d in np.unique(degree):
+            cols, beta = np.flatnonzero(degree >= d), np.flatnonzero(degree == d)
+            Lf[:, cols[:, None], beta[None, :]] = _lstsq(Af[..., cols], Bf[..., beta], rcond)[0]
+        flat = L.reshape(-1, K, K).copy()
+        flat[idx] = Lf
+        L = flat.reshape(L.shape)
+    return L, rank
 
 
 def _aug_r(dictionary, vector_field, X):
