@@ -287,3 +287,34 @@ def test_taylor_projection_needs_a_monomial_dictionary():
         gedmd(lambda x: -x, rbf, X, projection="taylor")
     with pytest.raises(ValueError, match="projection"):
         gedmd(lambda x: -x, MonomialDictionary(2, 2, np.zeros(2)), X, projection="petrov")
+
+
+def test_spectra_stage_uses_the_taylor_projection_by_default():
+    import dataclasses
+
+    import xarray as xr
+
+    from koopnet._flags import EquilibriumType
+    from koopnet.koopman import SpectraSettings, spectra_dataset
+
+    net, batch, x_eq = _bistable()
+    lam = np.linalg.eigvals(net.jacobian(x_eq))
+    lam = lam[np.lexsort((-lam.imag, -lam.real))]
+    eq = xr.Dataset({  # the equilibria contract, attractor (3.23, 3.23) only
+        "x_eq": (("network", "equilibrium", "unit"), x_eq[None, None]),
+        "eq_type": (("network", "equilibrium"), np.array([[int(EquilibriumType.stable_node)]])),
+        "jacobian_eigenvalues": (("network", "equilibrium", "mode"), lam[None, None].astype(complex)),
+    })
+    s = SpectraSettings(gedmd_sampling="box", gedmd_n_samples=600, gedmd_n_test=300)
+    assert s.gedmd_projection == "taylor"
+    taylor = spectra_dataset(batch, [3], s, equilibria=eq)
+    galerkin = spectra_dataset(batch, [3], dataclasses.replace(s, gedmd_projection="galerkin"), equilibria=eq)
+    e_t, e_g = float(taylor.gedmd_principal_error[0]), float(galerkin.gedmd_principal_error[0])
+    assert e_t < 1e-6 and e_t < e_g / 100, (e_t, e_g)
+    assert taylor.gedmd_eigenvalues.attrs["projection"] == "taylor"
+    assert galerkin.gedmd_eigenvalues.attrs["projection"] == "galerkin"
+    rbf = SpectraSettings(gedmd_sampling="box", gedmd_dictionary="rbf", gedmd_n_samples=300, gedmd_n_test=100,
+                          gedmd_rbf_centers=40)
+    assert spectra_dataset(batch, [3], rbf, equilibria=eq).gedmd_eigenvalues.attrs["projection"] == "galerkin"
+    with pytest.raises(ValueError, match="gedmd_projection"):
+        SpectraSettings(gedmd_projection="petrov")

@@ -75,6 +75,12 @@ class SpectraSettings:
         (Gaussian RBFs at training samples plus affine terms).
     gedmd_degree : int
         Total degree of the monomial dictionary.
+    gedmd_projection : str
+        ``taylor`` (default; degree-triangular projection of analytic EDMD, exact for the
+        principal eigenvalues up to the fit of f by degree 1..D monomials, see
+        :func:`koopnet.koopman.gedmd`) or ``galerkin`` (L2 least squares over the samples). Applies
+        to the monomial dictionary, which is centred at the attractor; the ``rbf`` dictionary has
+        no degree grading and always uses ``galerkin``.
     gedmd_rbf_centers : int
         Number of Gaussian RBF centres (``rbf`` dictionary).
     gedmd_rbf_width : float
@@ -113,6 +119,7 @@ class SpectraSettings:
     gedmd_max_units: int = 3
     gedmd_dictionary: str = "monomial"
     gedmd_degree: int = 7
+    gedmd_projection: str = "taylor"
     gedmd_rbf_centers: int = 200
     gedmd_rbf_width: float = 0.5
     gedmd_sampling: str = "basin"
@@ -131,6 +138,8 @@ class SpectraSettings:
             raise ValueError("lattice_order, taylor_degree and gedmd_degree must be >= 1")
         if self.gedmd_dictionary not in ("monomial", "rbf"):
             raise ValueError("gedmd_dictionary must be 'monomial' or 'rbf'")
+        if self.gedmd_projection not in ("taylor", "galerkin"):
+            raise ValueError("gedmd_projection must be 'taylor' or 'galerkin'")
         if self.gedmd_sampling not in ("box", "basin", "trajectories"):
             raise ValueError("gedmd_sampling must be 'box', 'basin' or 'trajectories'")
         if self.gedmd_trajectory_length < 2:
@@ -412,14 +421,17 @@ def _gedmd_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable
         X = np.where(finite[:, None, None], X, centers[:, None, :])
         Xt = np.where(finite[:, None, None], Xt, centers[:, None, :])
         status[(~finite) & (status == GedmdStatus.ok)] = int(GedmdStatus.failed)
+        projection = "galerkin"
         if s.gedmd_dictionary == "monomial":
             dic = MonomialDictionary(N, int(s.gedmd_degree), centers[:, None, :], hw)
+            projection = s.gedmd_projection
         else:
             C = min(int(s.gedmd_rbf_centers), M)
             dic = GaussianRBFDictionary(X[:, :C], s.gedmd_rbf_width * hw, centers[:, None, :], hw)
         with np.errstate(all="ignore"):
             try:
-                r = gedmd(batch.vector_field, dic, X, Xt, spurious_threshold=s.gedmd_spurious_threshold)
+                r = gedmd(batch.vector_field, dic, X, Xt, spurious_threshold=s.gedmd_spurious_threshold,
+                          projection=projection)
                 ok_fit = np.all(np.isfinite(r.eigenvalues), axis=1)
             except np.linalg.LinAlgError:
                 r, ok_fit = None, np.zeros(B, bool)
@@ -443,6 +455,7 @@ def _gedmd_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable
     return {
         "gedmd_eigenvalues": v(gm, ev_out, "generator-EDMD eigenvalues around the first attractor, slowest first",
                                "1/time", dictionary=s.gedmd_dictionary, sampling=s.gedmd_sampling,
+                               projection=s.gedmd_projection if s.gedmd_dictionary == "monomial" else "galerkin",
                                comment="NaN unless gedmd_status is ok"),
         "gedmd_residual": v(gm, res_out, "held-out generator residual rms|U phi - lambda phi| / rms|phi|", "1/time"),
         "gedmd_spurious": xr.Variable(gm, spur_out, {
