@@ -51,6 +51,8 @@ def test_monomial_dictionary_generator_matches_finite_differences():
     h = 1e-6
     fd = (dic.evaluate(x + h * v) - dic.evaluate(x - h * v)) / (2 * h)
     np.testing.assert_allclose(dic.generator(x, v), fd, rtol=1e-7, atol=1e-8)
+    # the one-pass [Psi | dPsi] used by gedmd is the same arithmetic as the separate calls
+    np.testing.assert_array_equal(dic.values_and_generator(x, v), np.concatenate([dic.evaluate(x), dic.generator(x, v)], -1))
     rbf = GaussianRBFDictionary(rng.normal(size=(7, 3)), 0.8, c, 2.0)
     fd = (rbf.evaluate(x + h * v) - rbf.evaluate(x - h * v)) / (2 * h)
     np.testing.assert_allclose(rbf.generator(x, v), fd, rtol=1e-7, atol=1e-9)

@@ -54,29 +54,34 @@ class MonomialDictionary:
         return z, inv_s
 
     def _build(self, x, fx=None):
-        """Columns by the graded recursion psi_alpha = psi_parent * z_n (and its product rule)."""
+        """Columns by the graded recursion psi_alpha = psi_parent * z_n (and its product rule).
+
+        Returns (K, ..., M) values, or (2K, ..., M) values then generator images when fx is given.
+        """
         z, inv_s = self._scaled(x)
         parent, var = _monomial_tree(self.n_units, self.degree)
         K = parent.size
         lead = z.shape[:-1]
-        vals = np.empty((K, *lead), dtype=z.dtype)
+        out = np.empty((K if fx is None else 2 * K, *lead), dtype=z.dtype)
+        vals = out[:K]
         vals[0] = 1.0
         zt = np.moveaxis(z, -1, 0)  # (N, ..., M)
         if fx is not None:
             rate = np.moveaxis(np.asarray(fx) * inv_s, -1, 0)  # dz_n/dt, (N, ..., M)
-            ders = np.empty_like(vals)
+            ders = out[K:]
             ders[0] = 0.0
-        for a in range(1, K):
-            p, n = parent[a], var[a]
-            vals[a] = vals[p] * zt[n]
+        # one degree at a time: the parents of degree d functions all have degree d - 1
+        bounds = np.searchsorted(self.exponents.sum(axis=1), np.arange(1, self.degree + 2))
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            p, n = parent[lo:hi], var[lo:hi]
+            vals[lo:hi] = vals[p] * zt[n]
             if fx is not None:
-                ders[a] = ders[p] * zt[n] + vals[p] * rate[n]
-        out = ders if fx is not None else vals
-        return np.moveaxis(out, 0, -1).copy()
+                ders[lo:hi] = ders[p] * zt[n] + vals[p] * rate[n]
+        return out
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """Psi(x), shape (..., M, K) for x of shape (..., M, N)."""
-        return self._build(x)
+        return np.moveaxis(self._build(x), 0, -1).copy()
 
     def generator(self, x: np.ndarray, fx: np.ndarray) -> np.ndarray:
         """dPsi(x) = grad Psi(x) . f(x), shape (..., M, K) (units 1/tau).
@@ -86,7 +91,14 @@ class MonomialDictionary:
         x, fx : arrays, shape (..., M, N)
             States and the vector field there.
         """
-        return self._build(x, fx)
+        return np.moveaxis(self._build(x, fx)[self.size :], 0, -1).copy()
+
+    def values_and_generator(self, x: np.ndarray, fx: np.ndarray) -> np.ndarray:
+        """[Psi(x) | dPsi(x)] in one pass of the recursion, shape (..., M, 2K).
+
+        The result is a view whose (M, 2K) matrices are column-major (what LAPACK takes).
+        """
+        return np.moveaxis(self._build(x, fx), 0, -1)
 
 
 @lru_cache(maxsize=64)

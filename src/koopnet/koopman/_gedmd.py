@@ -115,7 +115,8 @@ def gedmd(
     # [Psi | dPsi] = Q R: the least-squares problem and all residual norms live in the small R
     R = _aug_r(dictionary, vector_field, X)
     K = R.shape[-1] // 2
-    A, Bm = R[..., :K], R[..., K:]
+    # rows >= K of R's Psi block are zero: the fits need only the leading K rows
+    A, Bm = R[..., :K, :K], R[..., :K, K:]
     if projection == "galerkin":
         L, rank = _lstsq(A, Bm, rcond)
     else:
@@ -214,7 +215,11 @@ def _taylor_projection(A: np.ndarray, B: np.ndarray, degree: np.ndarray, rcond: 
 
 def _aug_r(dictionary, vector_field, X):
     """R factor of [Psi(X) | dPsi(X)], shape (B, min(M, 2K), 2K)."""
-    aug = np.concatenate([dictionary.evaluate(X), dictionary.generator(X, vector_field(X))], axis=-1)
+    fx = vector_field(X)
+    if hasattr(dictionary, "values_and_generator"):  # one pass, values shared with the product rule
+        aug = dictionary.values_and_generator(X, fx)
+    else:
+        aug = np.concatenate([dictionary.evaluate(X), dictionary.generator(X, fx)], axis=-1)
     return np.linalg.qr(aug, mode="r")
 
 
