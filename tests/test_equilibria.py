@@ -15,6 +15,7 @@ from koopnet.equilibria import (
     EquilibriumStatus,
     chao1,
     classify_equilibrium,
+    contraction_certificate,
     equilibria_dataset,
     find_equilibria,
     find_equilibria_batch,
@@ -96,6 +97,41 @@ def test_feedforward_cubic_overflow_is_flagged():
     W = np.diag(np.full(N - 1, 50.0), k=-1)
     r = find_equilibria(Network(W, np.full(N, 3.0), "cubic"))
     assert r.status == EquilibriumStatus.overflow and r.n_equilibria == 0
+    # the equilibrium exists and is unique, it is only not representable
+    assert r.n_estimate == 1.0 and r.n_estimate_se == 0.0
+
+
+def test_feedforward_upstream_transients_do_not_overflow():
+    # unit 1 is 200 - 400 sigma(x0) = 0 at equilibrium, but 200 if evaluated before unit 0
+    # is final, and the cubic sigma of the downstream chain would overflow from there
+    N = 6
+    W = np.zeros((N, N))
+    W[1, 0] = -400.0
+    W[np.arange(2, N), np.arange(1, N - 1)] = 1.0
+    theta = np.zeros(N)
+    theta[1] = 200.0
+    sigma = get_activation("cubic").sigma
+    x = np.zeros(N)
+    for i in range(N):
+        x[i] = theta[i] + W[i, :i] @ sigma(x[:i])
+    for perm in [np.arange(N), np.array([5, 3, 0, 4, 1, 2])]:
+        r = find_equilibria(Network(W[np.ix_(perm, perm)], theta[perm], "cubic"))
+        assert r.status == EquilibriumStatus.ok and r.n_equilibria == 1
+        np.testing.assert_allclose(r.x[0], x[perm], rtol=1e-14, atol=1e-14)
+
+
+def test_polynomial_path_survives_a_tiny_leading_coefficient():
+    # 1e-300 cubic term: the monic companion matrix would overflow; the root near theta stays
+    w, theta = 1e-300, 1e10
+    r = find_equilibria(Network([[w]], [theta], "cubic"))
+    p = np.array([-w / 48, 0.0, w / 4 - 1.0, w / 2 + theta])  # descending, as numpy.roots
+    assert r.status == EquilibriumStatus.ok and r.n_equilibria == 1
+    np.testing.assert_allclose(r.x[0, 0], theta, rtol=1e-15)
+    assert np.polyval(p / 1e10, r.x[0, 0]) == pytest.approx(0.0, abs=1e-15)
+    # the same scaling leaves ordinary cubics exact
+    r = find_equilibria(Network([[2.0]], [0.3], "cubic"))
+    roots = np.roots([-2 / 48, 0.0, 2 / 4 - 1.0, 1.0 + 0.3])
+    np.testing.assert_allclose(r.x[:, 0], roots[np.abs(roots.imag) < 1e-12].real, rtol=1e-13)
 
 
 def test_linear_network_unique_solution_and_spectrum():
@@ -120,6 +156,7 @@ def test_linear_singular_is_flagged():
     r = find_equilibria(Network(4.0 * np.eye(3), np.ones(3), "linear"))
     assert r.status == EquilibriumStatus.singular and r.n_equilibria == 0
     assert r.fraction_converged == 0.0
+    assert np.isnan(r.n_estimate) and np.isnan(r.n_estimate_se)  # no count, not "exactly 0"
 
 
 # ------------------------------------------------------------------- search, theory
@@ -264,9 +301,14 @@ def test_results_are_refined_and_classified():
     r = find_equilibria(net, seed=4)
     np.testing.assert_array_less(r.residual, 1e-10)
     np.testing.assert_allclose(residual(net, r.x), r.residual, rtol=0, atol=1e-15)
-    t, nu = classify_equilibrium(r.jacobian_eigenvalues)
-    np.testing.assert_array_equal(t, r.eq_type)
-    np.testing.assert_array_equal(nu, (r.jacobian_eigenvalues.real > 0).sum(axis=1))
+    # eigenvalues from an independent finite-difference Jacobian decide the types
+    E = EquilibriumType
+    for x, t, nu in zip(r.x, r.eq_type, r.n_unstable_dims):
+        J = np.array([(net.vector_field(x + h) - net.vector_field(x - h)) / 2e-6 for h in 1e-6 * np.eye(N)]).T
+        re = np.linalg.eigvals(J).real
+        assert nu == (re > 0).sum()
+        assert (t in (E.stable_node, E.stable_focus)) == bool(np.all(re < 0))
+        assert (t == E.saddle) == bool(np.any(re > 0) and np.any(re < 0))
     assert r.hits.sum() == r.n_converged
     stable = r.stable
     assert not np.any(np.diff(stable.astype(int)) > 0)  # stable ones first
@@ -296,15 +338,20 @@ def test_classification_cases():
     assert list(nu) == [0, 0, 1, 3, 3, 0]
 
 
-def test_chao1_formula():
+def test_chao1_values():
+    # hand-computed: n = 12 hits, f1 = 3, f2 = 2, S_obs = 6, A = 11/12;
+    # S = 6 + A 3*2/(2*3) = 6.91667; var = A + A^2 75/36 + A^2 72/324 = 2.853974
     est, se = chao1(np.array([1, 1, 1, 2, 2, 5]), 6)
-    n, f1, f2 = 12, 3, 2
-    a = (n - 1) / n
-    assert est == pytest.approx(6 + a * f1 * (f1 - 1) / (2 * (f2 + 1)), rel=1e-15)
-    q = f1 / f2
-    assert se == pytest.approx(
-        np.sqrt(f2 * (a * q**2 / 2 + a**2 * q**3 + a**2 * q**4 / 4)), rel=1e-15
-    )
+    assert est == pytest.approx(6.916666666666667, rel=1e-14)
+    assert se == pytest.approx(np.sqrt(2.8539737654320985), rel=1e-12)
+    # f2 = 0: n = 8, f1 = 3, A = 7/8: S = 4 + A 3 = 6.625;
+    # var = A 3 + A^2 3*25/4 - A^2 81/(4 S) = 2.625 + 14.35547 - 2.34021 = 14.64026
+    est, se = chao1(np.array([1, 1, 1, 5]), 4)
+    assert est == pytest.approx(6.625, rel=1e-14)
+    assert se == pytest.approx(np.sqrt(14.640256485849056), rel=1e-12)
+    # a doubleton lowers the estimate *and* its uncertainty (the bias-corrected pair)
+    est2, se2 = chao1(np.array([1, 1, 1, 2]), 4)
+    assert est2 < 6.625 and se2 < se
     assert chao1(np.array([10, 7]), 2) == (2.0, 0.0)  # no singletons: everything seen
 
 
@@ -317,11 +364,10 @@ def test_deflation_finds_more_from_few_starts():
         net, EquilibriumSettings(n_starts=3, deflation_rounds=8, deflation_starts=3), seed=0
     )
     assert defl.n_equilibria > plain.n_equilibria
-    assert (
-        match(plain.x, defl.x[: plain.n_equilibria], 1e-9) or defl.n_equilibria > plain.n_equilibria
-    )
+    d = np.max(np.abs(plain.x[:, None] - defl.x[None]), axis=-1)
+    assert np.all(d.min(axis=1) < 1e-9)  # deflation keeps what the plain search found
     np.testing.assert_array_less(residual(net, defl.x), 1e-10)
-    assert np.all(defl.hits[defl.hits == 0] == 0) and defl.hits.sum() == defl.n_converged
+    assert defl.hits.sum() == defl.n_converged == plain.n_converged
     ref = brute_force_2d(W, -W.sum(axis=1) / 2)
     d = np.max(np.abs(defl.x[:, None] - ref[None]), axis=-1)
     assert np.all(d.min(axis=1) < 1e-8)  # every deflation find is a true equilibrium
@@ -335,6 +381,93 @@ def test_no_convergence_is_flagged_not_raised():
     )
     assert r.status == EquilibriumStatus.no_convergence and r.n_equilibria == 0
     assert r.fraction_converged == 0.0
+    assert np.isnan(r.n_estimate) and np.isnan(r.n_estimate_se)
+    # a contraction has exactly one equilibrium whether or not the search converged
+    Wc = 0.5 * W / np.linalg.norm(W, 2)
+    r = find_equilibria(Network(Wc, np.zeros(5), "logistic"), EquilibriumSettings(max_iter=0))
+    assert r.status == EquilibriumStatus.no_convergence and r.contraction_certified
+    assert r.n_estimate == 1.0 and r.n_estimate_se == 0.0
+
+
+# ------------------------------------------------------------ degenerate equilibria
+
+
+def _non_hyperbolic_single(r, x_true, atol):
+    assert r.n_equilibria == 1, r.x
+    assert r.hits[0] == r.n_converged == r.n_starts  # every start is on the one equilibrium
+    assert r.eq_type[0] == EquilibriumType.non_hyperbolic
+    assert r.status == EquilibriumStatus.unrefined  # its position is known to ~tol^(1/3) only
+    np.testing.assert_allclose(r.x[0], x_true, atol=atol)
+
+
+def test_pitchfork_point_is_one_non_hyperbolic_equilibrium():
+    # tanh, W = I, theta = 0: dx/dt = -x + tanh x = -x^3/3 + ..., a triple root at 0 in every
+    # unit. Starts stop at residual 1e-10, i.e. up to ~1e-3 from 0, in all directions.
+    _non_hyperbolic_single(find_equilibria(Network(np.eye(3), np.zeros(3), "tanh")), 0.0, 2e-3)
+    # one critical direction only (W = Q diag(1, 0.5) Q^T)
+    c, s_ = np.cos(0.3), np.sin(0.3)
+    Q = np.array([[c, -s_], [s_, c]])
+    r = find_equilibria(Network(Q @ np.diag([1.0, 0.5]) @ Q.T, np.zeros(2), "tanh"), seed=3)
+    _non_hyperbolic_single(r, 0.0, 2e-3)
+
+
+def test_logistic_cusp_is_one_non_hyperbolic_equilibrium():
+    # SCIENCE.md 5: logistic w = 4, theta = -2 is the cusp; x* = 0 with f'(0) = f''(0) = 0
+    _non_hyperbolic_single(find_equilibria(Network([[4.0]], [-2.0], "logistic")), 0.0, 2e-3)
+
+
+def test_near_fold_roots_are_distinct_and_correctly_typed():
+    # logistic w = 8: fold at sigma(x) = (1 - 1/sqrt 2)/2; theta just below it has two roots
+    # 2 sqrt(delta / |f''|) apart, theta just above it none there (one far root remains)
+    sg = (1 - np.sqrt(0.5)) / 2
+    x_fold = np.log(sg / (1 - sg))
+    th_fold = x_fold - 8 * sg
+    for delta, n_near in [(-1e-6, 2), (-1e-10, 2)]:
+        r = find_equilibria(Network([[8.0]], [th_fold + delta], "logistic"))
+        ref = np.array([brentq(lambda x: -x + 8 / (1 + np.exp(-x)) + th_fold + delta, a, b)
+                        for a, b in [(-1.9, x_fold), (x_fold, -1.6), (4, 6)]])
+        assert r.n_equilibria == n_near + 1 and r.hits.sum() == r.n_converged
+        assert match(r.x, ref[:, None], 1e-8)
+        types = sorted(int(t) for t in r.eq_type)
+        E = EquilibriumType
+        assert types == sorted([E.stable_node, E.stable_node, E.unstable_node])
+    # beyond the fold: one equilibrium near x_fold within the residual tolerance (a ghost)
+    r = find_equilibria(Network([[8.0]], [th_fold + 1e-10], "logistic"))
+    assert r.n_equilibria == 2 and r.status == EquilibriumStatus.unrefined
+    assert sorted(int(t) for t in r.eq_type) == [E.stable_node, E.non_hyperbolic]
+
+
+def test_double_root_is_not_called_hyperbolic():
+    # cubic neuron with a double root at x = sqrt 2 (f = f' = 0 there)
+    r = find_equilibria(Network([[8.0]], [-4 - 2 * np.sqrt(2) / 3], "cubic"))
+    i = np.argmin(np.abs(r.x[:, 0] - np.sqrt(2)))
+    assert abs(r.x[i, 0] - np.sqrt(2)) < 1e-7
+    assert r.eq_type[i] == EquilibriumType.non_hyperbolic
+
+
+def test_refined_equilibria_are_distinct_and_inside_the_exact_box():
+    rng = np.random.default_rng(21)
+    for act, g in [("logistic", 8.0), ("tanh", 2.5)]:
+        N = 8
+        W = rng.normal(0, g / np.sqrt(N), (N, N))
+        theta = -W.sum(axis=1) / 2 if act == "logistic" else rng.normal(0, 0.2, N)
+        r = find_equilibria(Network(W, theta, act), seed=5)
+        d = np.max(np.abs(r.x[:, None] - r.x[None]), axis=-1) + np.eye(r.n_equilibria) * 1e9
+        assert np.all(d > 1e-6 * (1 + np.abs(r.x).max()))
+        a, b = (0.0, 1.0) if act == "logistic" else (-1.0, 1.0)
+        lo = theta + np.minimum(a * W, b * W).sum(axis=1)  # SCIENCE.md 3, written out
+        hi = theta + np.maximum(a * W, b * W).sum(axis=1)
+        assert np.all((r.x >= lo) & (r.x <= hi))
+
+
+@pytest.mark.parametrize("act,lip", [("logistic", 0.25), ("tanh", 1.0)])
+def test_contraction_certificate_threshold(act, lip):
+    rng = np.random.default_rng(22)
+    W = rng.normal(0, 1, (6, 6))
+    W /= np.linalg.norm(W, 2) * lip
+    assert contraction_certificate(0.99 * W, get_activation(act))
+    assert not contraction_certificate(1.01 * W, get_activation(act))
+    assert not contraction_certificate(W, get_activation("cubic"))  # no global Lipschitz bound
 
 
 # -------------------------------------------------------------- dataset and batching

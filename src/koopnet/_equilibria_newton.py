@@ -896,7 +896,8 @@ def _hybrid_wave(problem, y_out, net_out, tol, max_iter, divergence_radius, fact
             resid[ia] = relative_residual(F[ia], xt[ia])
         n_iter += code == StartCode.active
         nslow1 = np.where(actred >= 0.001, 0, nslow1 + 1)
-        nslow2 = np.where(fresh, np.where(actred >= 0.1, 0, nslow2 + 1), nslow2)
+        # as hybrj: counted at fresh Jacobians, reset by any step with >= 10 % reduction
+        nslow2 = np.where(actred >= 0.1, 0, nslow2 + fresh)
         active = code == StartCode.active
         div = active & acc & (np.max(np.abs(y), axis=-1) > divergence_radius)
         code[div] = StartCode.diverged

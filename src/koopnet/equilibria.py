@@ -101,9 +101,10 @@ class EquilibriumStatus(IntEnum):
     whose W/4 - I is singular (no isolated equilibrium), or N = 1 polynomial that vanishes
     identically. ``no_convergence``: no start converged (bounded activations always have an
     equilibrium, so this is a failure). ``unrefined``: some equilibrium could not be refined
-    to ``tol_residual`` (typically a non-hyperbolic, multiple root). ``overflow``: the exact
-    equilibrium is not representable in float64 (feedforward cubic networks). ``no_equilibrium``:
-    exact path proves there is none (N = 1 polynomial without real root, affine 1-D constant).
+    to ``tol_residual``, or is degenerate (singular Jacobian: a multiple root), so its position
+    is only known to about tol^(1/3). ``overflow``: the exact equilibrium is not representable
+    in float64 (feedforward cubic networks). ``no_equilibrium``: kept for activations of even
+    degree; an N = 1 polynomial of the shipped (odd) activations always has a real root.
     """
 
     ok = 0
@@ -130,11 +131,11 @@ class EquilibriumSettings:
     tol_residual: float = 1e-10
     """Convergence and refinement tolerance on the relative residual ||f(x)||_inf / (1 + ||x||_inf)."""
     dedup_rtol: float = 1e-6
-    """Two solutions are one equilibrium when ||x1 - x2||_inf <= dedup_rtol (1 + ||x1||_inf)."""
+    """Two solutions are one equilibrium when ||x1 - x2||_inf <= dedup_rtol (1 + ||x1||_inf), plus their position errors after refinement (reduced coordinates of the low-rank search before refinement)."""
     box_halfwidth: float = 10.0
     """Half-width of the start box theta +- box_halfwidth for unbounded activations (state units)."""
     divergence_radius: float = 1e8
-    """A start diverges when ||x||_inf exceeds this (state units); unbounded activations only."""
+    """A start diverges when ||x||_inf exceeds this (state units); only reachable with unbounded activations."""
     hybrid_factor: float = 100.0
     """Initial trust radius of the hybrid search, as a multiple of the scaled norm of the start (MINPACK ``factor``)."""
     initial_radius: float = 10.0
@@ -193,7 +194,8 @@ class Equilibria:
         Starts used and starts converged (0, 0 for exact paths).
     n_estimate, n_estimate_se : float
         Estimated total number of equilibria (Chao1, bias-corrected) and its standard error;
-        exact count and 0 for exact paths and contraction-certified networks.
+        exact count and 0 for exact paths, 1 and 0 for contraction-certified and feedforward
+        networks; NaN when nothing can be counted (status singular or no_convergence).
     contraction_certified : bool
         ||W||_2 Lip(sigma) < 1: exactly one, globally stable equilibrium.
     method : EquilibriumMethod
@@ -229,7 +231,7 @@ class Equilibria:
     def fraction_converged(self) -> float:
         """Converged fraction of the starts (1 for a successful exact path, 0 if it failed)."""
         if self.n_starts == 0:
-            return 1.0 if self.status == EquilibriumStatus.ok else 0.0
+            return 1.0 if self.n_equilibria > 0 else 0.0
         return self.n_converged / self.n_starts
 
     @property
@@ -312,8 +314,9 @@ def classify_equilibrium(
     ----------
     eigenvalues : complex array, shape (..., N)
         Sorted by real part descending.
-    tol : float
-        |Re lambda| <= tol counts as zero (non-hyperbolic).
+    tol : float or array, shape (...)
+        |Re lambda| <= tol counts as zero (non-hyperbolic); one tolerance per equilibrium
+        when an array (the eigenvalue uncertainty of a degenerate equilibrium).
 
     Returns
     -------
@@ -324,8 +327,9 @@ def classify_equilibrium(
     n_unstable_dims : int array, shape (...)
     """
     re, im = eigenvalues.real, eigenvalues.imag
-    n_unst = (re > tol).sum(axis=-1)
-    n_stab = (re < -tol).sum(axis=-1)
+    tol = np.asarray(tol, dtype=float)
+    n_unst = (re > tol[..., None]).sum(axis=-1)
+    n_stab = (re < -tol[..., None]).sum(axis=-1)
     n = eigenvalues.shape[-1]
     t = np.full(eigenvalues.shape[:-1], int(EquilibriumType.non_hyperbolic), dtype=np.int8)
     lead_cplx = np.abs(im[..., 0]) > tol
@@ -355,8 +359,9 @@ def chao1(hits: np.ndarray, n_observed: int) -> tuple[float, float]:
     Returns
     -------
     estimate, standard_error : float
-        S = S_obs + (n-1)/n f1 (f1 - 1) / (2 (f2 + 1)), n = sum(hits), with Chao's variance
-        (Chao 1987; bias-corrected form as in EstimateS).
+        S = S_obs + (n-1)/n f1 (f1 - 1) / (2 (f2 + 1)), n = sum(hits), f_k the number of
+        equilibria hit k times, with the variance of this bias-corrected form (Chao 1987;
+        both f2 = 0 and f2 > 0 cases as in EstimateS).
     """
     hits = np.asarray(hits)
     n = int(hits.sum())
@@ -368,9 +373,10 @@ def chao1(hits: np.ndarray, n_observed: int) -> tuple[float, float]:
     est = n_observed + a * f1 * (f1 - 1.0) / (2.0 * (f2 + 1.0))
     if f1 == 0:
         return float(est), 0.0
-    if f2 > 0:
-        q = f1 / f2
-        var = f2 * (a * q**2 / 2.0 + a**2 * q**3 + a**2 * q**4 / 4.0)
+    if f2 > 0:  # variance of the bias-corrected form (EstimateS, Colwell 2013, appendix B)
+        var = a * f1 * (f1 - 1.0) / (2.0 * (f2 + 1.0))
+        var += a**2 * f1 * (2.0 * f1 - 1.0) ** 2 / (4.0 * (f2 + 1.0) ** 2)
+        var += a**2 * f1**2 * f2 * (f1 - 1.0) ** 2 / (4.0 * (f2 + 1.0) ** 4)
     else:
         var = a * f1 * (f1 - 1.0) / 2.0 + a**2 * f1 * (2.0 * f1 - 1.0) ** 2 / 4.0
         var -= a**2 * f1**4 / (4.0 * est)
@@ -442,6 +448,58 @@ def _polish(problem: NewtonProblem, x: np.ndarray, net: np.ndarray, n_steps: int
     return x, res
 
 
+#: Largest root multiplicity assumed when bounding the distance to a root by the Newton
+#: correction (which is |x - x*| / m at a root of multiplicity m).
+_MAX_MULTIPLICITY = 3
+
+
+def _position_error(problem: NewtonProblem, x: np.ndarray, net: np.ndarray, tol: float):
+    """Bound on |x - x*|_inf for refined points x (K, N): m ||J^-1 F||_inf, m = _MAX_MULTIPLICITY.
+
+    Where J is singular the bound falls back to tol^(1/3) (1 + ||x||_inf), the distance at which
+    a triple root has residual tol. Hyperbolic roots refined to round-off give ~1e-15.
+    """
+    cap = tol ** (1.0 / 3.0) * (1.0 + np.max(np.abs(x), axis=-1, initial=0.0))
+    if x.shape[0] == 0:
+        return cap
+    F = problem.residual(x, net)
+    with np.errstate(invalid="ignore", over="ignore"):
+        corr = np.max(np.abs(_solve(problem.jacobian(x, net), F)), axis=-1)
+    corr = np.where(np.isfinite(corr), _MAX_MULTIPLICITY * corr, np.inf)
+    return np.minimum(corr, cap)
+
+
+def _merge_refined(x, res, err, hits, net, rtol):
+    """Merge refined points of a network that are one equilibrium within their position errors.
+
+    Points are ranked by position error, then residual; each leader absorbs the points with
+    ||x_i - x_j||_inf <= rtol (1 + ||x_i||_inf) + err_i + err_j and their hits. Near a
+    degenerate root many starts stop at residual <= tol but far apart; this keeps one of them.
+
+    Returns
+    -------
+    x, res, err, hits, net : the leaders, in network order.
+    """
+    keep = np.zeros(x.shape[0], dtype=bool)
+    hits = hits.copy()
+    for b in np.unique(net):
+        idx = np.flatnonzero(net == b)
+        idx = idx[np.lexsort((res[idx], err[idx]))]
+        pending = np.ones(idx.size, dtype=bool)
+        for i in range(idx.size):
+            if not pending[i]:
+                continue
+            lead = idx[i]
+            d = np.max(np.abs(x[idx] - x[lead]), axis=-1)
+            join = pending & (d <= rtol * (1.0 + np.max(np.abs(x[lead]))) + err[lead] + err[idx])
+            hits[lead] = hits[idx[join]].sum()
+            pending &= ~join
+            keep[lead] = True
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(net[order], kind="stable")]
+    return x[order], res[order], err[order], hits[order], net[order]
+
+
 # ------------------------------------------------------------------------ method paths
 
 
@@ -477,11 +535,19 @@ def _linear_path(W, theta, settings):
 
 
 def _feedforward_path(W, theta, act):
+    """Forward substitution in topological order: the unique equilibrium of an acyclic W."""
     B, N, _ = W.shape
-    x = theta.copy()
+    edge = W != 0
+    level = np.zeros((B, N), dtype=np.int64)  # longest path from a source unit
+    for _ in range(N - 1):
+        level = np.where(edge, level[:, None, :] + 1, 0).max(axis=-1)
+    x = theta.astype(float).copy()
     with np.errstate(over="ignore", invalid="ignore"):
-        for _ in range(N):  # exact after (depth of the DAG) <= N sweeps
-            x = theta + (W * act.sigma(x)[:, None, :]).sum(axis=-1)
+        for lv in range(1, int(level.max(initial=0)) + 1):
+            # inputs of level-lv units are final; other units' (unused) values are masked out,
+            # so an overflow there cannot leak in as 0 * inf
+            drive = np.where(edge, W * act.sigma(x)[:, None, :], 0.0).sum(axis=-1)
+            x = np.where(level == lv, theta + drive, x)
     out = []
     for k in range(B):
         if np.all(np.isfinite(x[k])):
@@ -521,11 +587,18 @@ def _polynomial_path(W, theta, act, settings):
                 )
             )
             continue
-        monic = c[:deg] / c[deg]
+        # x = scale y makes every monic coefficient <= 1 in modulus (computed in logs: a tiny
+        # leading coefficient must not overflow the companion matrix)
+        logc = np.log(np.abs(np.where(c[: deg + 1] != 0, c[: deg + 1], 1.0)))
+        k = np.flatnonzero(c[:deg] != 0)
+        log_scale = np.max((logc[k] - logc[deg]) / (deg - k), initial=0.0)
+        monic = np.sign(c[:deg]) * np.exp(logc[:deg] - logc[deg] - (deg - np.arange(deg)) * log_scale)
+        monic = np.where(c[:deg] != 0, monic * np.sign(c[deg]), 0.0)
         comp = np.zeros((deg, deg))
         comp[0, :] = -monic[::-1]
         comp[np.arange(1, deg), np.arange(deg - 1)] = 1.0
-        z = np.linalg.eigvals(comp)
+        with np.errstate(over="ignore"):
+            z = np.linalg.eigvals(comp) * np.exp(log_scale)
         real = z[np.abs(z.imag) <= 1e-6 * np.maximum(1.0, np.abs(z))].real
         real = np.sort(real)
         if real.size == 0:
@@ -716,11 +789,18 @@ def find_equilibria_batch(
             lo, hi, clip = -hw, hw, False
         put(sel, _search_path(prob, [seeds[b] for b in sel], lo, hi, clip, settings, prob.state))
 
-    # ---- refine, eigenvalues, classify (vectorised over all equilibria of all networks)
+    # ---- refine, merge what refinement brought together, eigenvalues, classify
     counts = np.array([f.x.shape[0] for f in found])
     net = np.repeat(np.arange(B), counts)
     X = np.concatenate([f.x for f in found]) if counts.sum() else np.zeros((0, N))
     X, res = _polish(full, X, net, settings.n_polish)
+    err = _position_error(full, X, net, settings.tol_residual)
+    hits = np.concatenate([f.hits for f in found]) if counts.sum() else np.zeros(0, np.int64)
+    X, res, err, hits, net = _merge_refined(X, res, err, hits, net, settings.dedup_rtol)
+    counts = np.bincount(net, minlength=B)
+    for b in range(B):
+        found[b].hits = hits[net == b]
+    resolved = err <= 0.1 * settings.dedup_rtol * (1.0 + np.max(np.abs(X), axis=-1, initial=0.0))
     ev = np.empty((X.shape[0], N), dtype=complex)
     chunk = max(1, settings.chunk_elements // max(N * N, 1))
     for c0 in range(0, X.shape[0], chunk):
@@ -730,7 +810,13 @@ def find_equilibria_batch(
     minus_one = np.repeat(np.array([f.eig_minus_one for f in found], dtype=bool), counts)
     ev[minus_one] = -1.0 + 0.0j
     ev = sort_eigenvalues(ev)
-    eq_type, n_unst = classify_equilibrium(ev, settings.hyperbolic_tol)
+    # an eigenvalue is only known to within ||dJ|| <= ||W||_2 max|sigma''| |x - x*|: closer to
+    # the imaginary axis than that, hyperbolicity is undecided (degenerate equilibria)
+    with np.errstate(invalid="ignore", over="ignore"):
+        curv = np.max(np.abs(act.d2sigma(X)), axis=-1, initial=0.0)
+        ev_err = np.where(minus_one, 0.0, s[net, 0] * curv * err)
+    tol_h = np.maximum(settings.hyperbolic_tol, np.nan_to_num(ev_err, nan=np.inf))
+    eq_type, n_unst = classify_equilibrium(ev, tol_h)
 
     results = []
     offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -744,12 +830,16 @@ def find_equilibria_batch(
         order = np.lexsort(keys) if x.shape[0] else np.zeros(0, np.int64)
         x, r, e, t, nu, h = x[order], r[order], e[order], t[order], nu[order], h[order]
         status = f.status
-        if status == EquilibriumStatus.ok and np.any(~(r <= settings.tol_residual)):
+        if status == EquilibriumStatus.ok and (
+            np.any(~(r <= settings.tol_residual)) or not resolved[sl].all()
+        ):
             status = EquilibriumStatus.unrefined
-        if f.exact_count:
+        if certified[b] or method[b] == EquilibriumMethod.feedforward:
+            est, se = 1.0, 0.0  # proven unique (also when its value overflows)
+        elif f.exact_count or status == EquilibriumStatus.no_equilibrium:
             est, se = float(x.shape[0]), 0.0
-        elif certified[b] and x.shape[0] == 1:
-            est, se = 1.0, 0.0
+        elif status in (EquilibriumStatus.singular, EquilibriumStatus.no_convergence):
+            est, se = np.nan, np.nan  # a continuum, or nothing to estimate from
         else:
             est, se = chao1(h, x.shape[0])
         results.append(
