@@ -653,3 +653,25 @@ def test_batch_equals_alone_bitwise_lu_storage(lu_everywhere):
 
 def test_lowrank_with_lu_storage_matches_full_search(lu_everywhere):
     test_lowrank_reduction_matches_full_search_and_1d_count()
+
+
+def test_index_sum_proves_incompleteness():
+    # SCIENCE.md 1: W = [[8, -1], [-1, 8]] has 4 attractors, 4 saddles and 1 repeller:
+    # 4 - 4 + 1 = 1. Brute force gives the truth; two starts cannot find all nine.
+    W = np.array([[8.0, -1.0], [-1.0, 8.0]])
+    theta = -W.sum(axis=1) / 2
+    truth = brute_force_2d(W, theta).shape[0]
+    assert truth == 9
+    net = Network(W, theta, "logistic")
+    full = find_equilibria(net, seed=0)
+    assert full.n_equilibria == 9 and full.index_sum == 1 and full.n_missing_min == 0
+    for n_starts in (1, 2, 3, 5):
+        r = find_equilibria(net, EquilibriumSettings(n_starts=n_starts), seed=0)
+        expected = int(np.sum((-1) ** r.n_unstable_dims))
+        assert r.index_sum == expected
+        assert r.n_missing_min == abs(1 - expected) <= truth - r.n_equilibria
+    r = find_equilibria(net, EquilibriumSettings(n_starts=2), seed=0)
+    assert r.n_equilibria < 9 and r.n_missing_min >= 1
+    # not applicable: unbounded activation, or a non-hyperbolic equilibrium
+    assert find_equilibria(Network([[2.0]], [0.3], "cubic")).index_sum is None
+    assert find_equilibria(Network([[4.0]], [-2.0], "logistic")).n_missing_min == -1

@@ -202,6 +202,11 @@ class Equilibria:
     status : EquilibriumStatus
     rank : int
         Numerical rank of W (the reduced dimension for ``lowrank``).
+    index_sum : int or None
+        Sum of the Poincare-Hopf indices sign det J(x*) (-1)^N = (-1)^(n_unstable_dims) over
+        the equilibria found; None when the index theorem does not apply (unbounded
+        activation, or a non-hyperbolic equilibrium). With bounded sigma the field points
+        inward on a large box, so over *all* equilibria the sum is 1 (SCIENCE.md 3).
     """
 
     x: np.ndarray
@@ -218,10 +223,17 @@ class Equilibria:
     method: EquilibriumMethod
     status: EquilibriumStatus
     rank: int = field(default=-1)
+    index_sum: int | None = None
 
     @property
     def n_equilibria(self) -> int:
         return self.x.shape[0]
+
+    @property
+    def n_missing_min(self) -> int:
+        """Equilibria provably not found: |1 - index_sum| (each one changes the sum by 1); -1
+        when the index theorem does not apply."""
+        return -1 if self.index_sum is None else abs(1 - self.index_sum)
 
     @property
     def n_stable(self) -> int:
@@ -842,6 +854,9 @@ def find_equilibria_batch(
             est, se = np.nan, np.nan  # a continuum, or nothing to estimate from
         else:
             est, se = chao1(h, x.shape[0])
+        index_sum = None
+        if act.bounds is not None and not np.any(t == EquilibriumType.non_hyperbolic):
+            index_sum = int(np.sum((-1) ** nu)) if x.shape[0] else 0
         results.append(
             Equilibria(
                 x=x,
@@ -858,6 +873,7 @@ def find_equilibria_batch(
                 method=EquilibriumMethod(int(method[b])),
                 status=status,
                 rank=int(rank[b]),
+                index_sum=index_sum,
             )
         )
     return tuple(results)
@@ -931,6 +947,17 @@ def equilibria_dataset(
         ),
         "n_equilibria_estimate_se": v(
             net, np.array([r.n_estimate_se for r in res]), "standard error of n_equilibria_estimate"
+        ),
+        "eq_index_sum": v(
+            net,
+            np.array([np.nan if r.index_sum is None else float(r.index_sum) for r in res]),
+            "sum of the Poincare-Hopf indices (-1)^n_unstable_dims of the equilibria found "
+            "(1 over all equilibria of a bounded-activation network; NaN: not applicable)",
+        ),
+        "n_equilibria_missing_min": v(
+            net,
+            np.array([r.n_missing_min for r in res], np.int64),
+            "equilibria provably missed by the search: |1 - eq_index_sum| (-1: not applicable)",
         ),
         "n_starts": v(net, np.array([r.n_starts for r in res], np.int64), "Newton starts used"),
         "n_converged": v(

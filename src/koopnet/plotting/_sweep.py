@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullLocator, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
 from ._style import STABLE_CODES, new_figure
 
@@ -88,6 +88,10 @@ QUANTITIES: dict[str, Quantity] = {
                                       "count", _plain("n_equilibria_estimate")),
     "n_equilibria_estimate_se": Quantity(("n_equilibria_estimate_se",), "standard error of the estimate", "count",
                                          _plain("n_equilibria_estimate_se")),
+    "n_equilibria_lower_bound": Quantity(
+        ("n_equilibria", "n_equilibria_missing_min"),
+        "equilibria found plus those provably missed (index theorem)", "count",
+        lambda ds: ds["n_equilibria"] + ds["n_equilibria_missing_min"].clip(min=0)),
     "koopman_slowest_rate": Quantity(("koopman_slowest_rate",), "slowest Koopman decay rate over attractors",
                                      "1/time", _plain("koopman_slowest_rate")),
     "koopman_spectral_gap": Quantity(("koopman_spectral_gap",), "Koopman spectral gap at the slowest attractor",
@@ -205,6 +209,17 @@ def _x_label(ds: xr.Dataset, x: str) -> str:
     return f"{name} {x} [{units}]" if units not in ("1", "") else f"{name} ({x})"
 
 
+def _dodge(ax, xv: np.ndarray, i: int, n: int, width: float = 0.06) -> np.ndarray:
+    """x positions of series i of n, spread by a fraction ``width`` of a step (log or linear axis)."""
+    xv = np.asarray(xv, float)
+    shift = (i - (n - 1) / 2) * width
+    if ax.get_xscale() == "log":
+        step = np.exp(np.median(np.diff(np.log(xv)))) if xv.size > 1 else 2.0
+        return xv * step**shift
+    step = np.median(np.diff(xv)) if xv.size > 1 else 1.0
+    return xv + shift * step
+
+
 def _scales(ax, xv: np.ndarray) -> None:
     """Log x axis for positive values spanning a decade or more; ticks at the swept values, plain labels."""
     xv = np.asarray(xv, float)
@@ -229,31 +244,42 @@ def plot_equilibria_count(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
     x = choose_x(ds, ("g",))
     if x is None or "n_equilibria" not in ds:
         return None
-    data = summarise(ds, ["n_equilibria", "n_stable", "n_equilibria_estimate", "n_equilibria_estimate_se"])
+    data = summarise(ds, ["n_equilibria", "n_stable", "n_equilibria_estimate", "n_equilibria_estimate_se",
+                          "n_equilibria_lower_bound"])
     Ns = ds["N"].values.tolist() if "N" in swept_dims(ds) and x != "N" else [None]
     _, panels = _groups(ds, x, skip=("N",))
     nc = min(3, len(panels))
     nr = -(-len(panels) // nc)
     fig, axes = new_figure(nr, nc, figsize=(max(4.8 * nc + 3.5, 9.0), 3.8 * nr + 0.4), squeeze=False, sharex=True)
     xv = ds[x].values
+    missed = False
     for k, sel in enumerate(panels):
         ax = axes.flat[k]
+        _scales(ax, xv)
         for i, n in enumerate(Ns):
             s = dict(sel, **({"N": n} if n is not None else {}))
             d = data.sel(s)
             c = COLORS[i % len(COLORS)]
+            # sizes side by side, so that equal counts do not hide each other
+            xs = _dodge(ax, xv, i, len(Ns))
             est = d["n_equilibria_estimate_mean"].values
             se = d["n_equilibria_estimate_se_mean"].values if "n_equilibria_estimate_se_mean" in d else 0 * est
-            ax.fill_between(xv, np.maximum(est - se, 1e-1), est + se, color=c, alpha=0.2, lw=0)
-            ax.plot(xv, est, color=c, ls="--", lw=1)
-            ax.errorbar(xv, d["n_equilibria_mean"].values, yerr=d["n_equilibria_se"].values, color=c,
+            ax.fill_between(xs, np.maximum(est - se, 1e-1), est + se, color=c, alpha=0.2, lw=0)
+            ax.plot(xs, est, color=c, ls="--", lw=1)
+            ax.errorbar(xs, d["n_equilibria_mean"].values, yerr=d["n_equilibria_se"].values, color=c,
                         marker="o", capsize=2, lw=1.5)
             if "n_stable_mean" in d:
-                ax.plot(xv, d["n_stable_mean"].values, color=c, marker="v", mfc="white", ls=":", lw=1)
+                ax.plot(xs, d["n_stable_mean"].values, color=c, marker="v", mfc="white", ls=":", lw=1)
+            if "n_equilibria_lower_bound_mean" in d:
+                lb = d["n_equilibria_lower_bound_mean"].values
+                more = lb > d["n_equilibria_mean"].values
+                if np.any(more):
+                    missed = True
+                    ax.plot(xs[more], lb[more], color=c, marker="x", ls="none", ms=7)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(ScalarFormatter())
-        _scales(ax, xv)
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(_fmt(sel), fontsize=10)
         ax.set_xlabel(_x_label(ds, x))
         ax.set_ylabel("number of equilibria")
@@ -265,6 +291,9 @@ def plot_equilibria_count(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
     handles += [Line2D([], [], color="black", marker="o", label="found (mean ± s.e. over seeds)"),
                 Line2D([], [], color="black", marker="v", mfc="white", ls=":", label="stable found"),
                 Line2D([], [], color="black", ls="--", label="Chao1 estimate (band: ± its s.e.)")]
+    if missed:
+        handles.append(Line2D([], [], color="black", marker="x", ls="none",
+                              label="found + provably missed\n(index theorem, mean over seeds)"))
     fig.legend(handles=handles, loc="outside right center")
     fig.suptitle(_wrap(f"Number of equilibria vs {x}: {_context(ds)}"))
     return fig, data
