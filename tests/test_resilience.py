@@ -328,3 +328,24 @@ def test_hopf_and_fold_flags_on_excitatory_inhibitory_pair():
         else:
             # Re lambda is linear in delta at a Hopf point: bracket 1e-9 -> |Re| ~ 1e-9
             assert abs(lead.real) < 1e-6 and abs(lead.imag) > 0.1
+
+
+def test_slow_attractor_is_not_read_as_unsettled():
+    # one neuron, w = 3.6 < 4, theta = -1.8: a unique stable equilibrium x* = 0 whose
+    # margin is 1 - 3.6/4 = 0.1, so settling from ~2 away to |f| < 1e-8 takes ~170 > t_max
+    beta, theta = 3.6, -1.8
+    assert -0.0 + beta * LOGISTIC.sigma(0.0) + theta == 0.0  # x* = 0, unique as beta < 4
+    ds = equilibria_ds([np.zeros((1, 1))], [np.array([EquilibriumType.stable_node])], 1)
+    stable = np.isin(ds.eq_type.values, [0, 1])
+    s = ResilienceSettings(n_initial_conditions=50)
+    batch = NetworkBatch([[[beta]]], [[theta]], "logistic")
+    # the premise: within t_max most trajectories are still on their way
+    from koopnet.simulate import integrate, TrajectoryStatus
+
+    lo, hi = theta - 0.46, theta + beta + 0.46
+    x0 = np.linspace(lo, hi, 50)[None, :, None]
+    tr = integrate(batch, x0, s.t_max, rtol=s.rtol, atol=s.atol, settle_tol=s.settle_tol)
+    assert np.mean(tr.status == TrajectoryStatus.unsettled) > 0.5
+    res = basin_stability(batch, [3], ds.x_eq.values, stable, s)
+    assert res["fraction_unsettled"][0] == 0.0
+    assert res["basin_stability"][0, 0] == 1.0  # the only attractor attracts everything

@@ -65,7 +65,7 @@ class ResilienceSettings:
     box_halfwidth: float = 5.0
     """Unbounded activations (linear, cubic): initial conditions in theta +- box_halfwidth (units of x)."""
     t_max: float = 100.0
-    """Integration time limit for basin stability (unit time constants)."""
+    """Integration time limit for basin stability (unit time constants); extended up to 10 t_max for the unsettled trajectories of networks whose slowest stable equilibrium needs longer to settle (see ``settling_time``)."""
     rtol: float = 1e-6
     """Relative local error tolerance of the integrator."""
     atol: float = 1e-9
@@ -148,6 +148,39 @@ def stability_measures(
 
 
 # --------------------------------------------------------------------------- basin stability
+#: Basin-stability trajectories are integrated for at most this many times t_max.
+SETTLING_EXTENSION = 10.0
+
+
+def settling_time(
+    batch: NetworkBatch, x_eq: np.ndarray, stable: np.ndarray, box_width: np.ndarray, settle_tol: float
+) -> np.ndarray:
+    """Time for the slowest stable equilibrium of each network to pull a state in to settle_tol.
+
+    1.5 ln(D ||J|| / settle_tol) / m with m the smallest stability margin over stable
+    equilibria, D the largest box width and ||J|| <= 1 + ||W||_2 Lip(sigma) (the settle test
+    is on |f| ~ ||J|| |x - x*|); 0 where no stable equilibrium is known.
+
+    Parameters
+    ----------
+    batch : NetworkBatch
+    x_eq : array, shape (B, E, N)
+    stable : bool array, shape (B, E)
+    box_width : array, shape (B, N)
+    settle_tol : float
+
+    Returns
+    -------
+    array, shape (B,) (time units)
+    """
+    margin, _ = stability_measures(batch.W, x_eq, batch.activation)
+    m = np.where(stable & (margin > 0), margin, np.inf).min(axis=1, initial=np.inf)
+    lip = batch.activation.lipschitz if np.isfinite(batch.activation.lipschitz) else 1.0
+    jnorm = 1.0 + np.linalg.norm(batch.W, 2, axis=(1, 2)) * lip
+    D = np.max(box_width, axis=-1)
+    return np.where(np.isfinite(m), 1.5 * np.log(np.maximum(D * jnorm / settle_tol, 1.0)) / m, 0.0)
+
+
 def basin_box(batch: NetworkBatch, widen: float = 0.1, halfwidth: float = 5.0):
     """Box of initial conditions for basin stability.
 
@@ -205,19 +238,35 @@ def basin_stability(
     lo, hi = basin_box(batch, s.box_widen, s.box_halfwidth)
     u = np.stack([stage_rng(int(seed), "basin_stability").random((M, N)) for seed in seeds])
     x0 = lo[:, None, :] + (hi - lo)[:, None, :] * u
-    tr = integrate(batch, x0, s.t_max, rtol=s.rtol, atol=s.atol, settle_tol=s.settle_tol,
-                   diverge_bound=s.diverge_bound, max_steps=s.max_steps)
-    labels = assign_to_equilibria(tr.x_final, tr.status, x_eq, stable=stable, tol=s.assign_tol)
+    kw = dict(rtol=s.rtol, atol=s.atol, settle_tol=s.settle_tol, diverge_bound=s.diverge_bound,
+              max_steps=s.max_steps)
+    tr = integrate(batch, x0, s.t_max, **kw)
+    status, x_final = tr.status, tr.x_final
+    # A slow attractor (margin m) needs ~ ln(distance / settle_tol) / m to settle: extend the
+    # unsettled trajectories of such networks, else a monostable network reads basin stability 0.
+    t_need = settling_time(batch, x_eq, stable, hi - lo, s.settle_tol)
+    unsettled = status == TrajectoryStatus.unsettled
+    ext = unsettled.any(axis=1) & (t_need > s.t_max)
+    if ext.any():
+        t_more = min(float(np.max(t_need[ext])), SETTLING_EXTENSION * s.t_max) - s.t_max
+        sub = NetworkBatch(batch.W[ext], batch.theta[ext], batch.activation)
+        more = integrate(sub, x_final[ext], t_more, **kw)
+        redo = unsettled[ext]
+        xs, st = x_final[ext], status[ext]
+        xs[redo], st[redo] = more.x_final[redo], more.status[redo]
+        x_final, status = x_final.copy(), status.copy()
+        x_final[ext], status[ext] = xs, st
+    labels = assign_to_equilibria(x_final, status, x_eq, stable=stable, tol=s.assign_tol)
     E = x_eq.shape[1]
     counts = (labels[:, :, None] == np.arange(E)).sum(axis=1)
     S = np.where(stable, counts / M, np.nan)
-    settled = tr.status == TrajectoryStatus.settled
+    settled = status == TrajectoryStatus.settled
     return {
         "basin_stability": S,
         "basin_stability_se": np.sqrt(S * (1.0 - S) / M),
-        "fraction_diverged": np.mean(tr.status == TrajectoryStatus.diverged, axis=1),
-        "fraction_unsettled": np.mean(tr.status == TrajectoryStatus.unsettled, axis=1),
-        "fraction_stalled": np.mean(tr.status == TrajectoryStatus.stalled, axis=1),
+        "fraction_diverged": np.mean(status == TrajectoryStatus.diverged, axis=1),
+        "fraction_unsettled": np.mean(status == TrajectoryStatus.unsettled, axis=1),
+        "fraction_stalled": np.mean(status == TrajectoryStatus.stalled, axis=1),
         "fraction_unassigned": np.mean(settled & (labels == UNASSIGNED), axis=1),
         "box_lower": lo,
         "box_upper": hi,
