@@ -340,6 +340,16 @@ def test_dynamics_pr_exact_cases():
     assert src[0] == PRSource.ongoing_activity and used[0] == 3
     assert pr[0] == pytest.approx(2.0, abs=0.02)
 
+    # slow attractor: logistic w = 3.6 I, theta = -1.8, x* = 0 with margin 0.1; from ~2 away the
+    # speed falls below settle_tol = 1e-6 only after ~120 > t_max: a slow transient, not activity
+    batch = NetworkBatch((3.6 * np.eye(2))[None], np.full((1, 2), -1.8), "logistic")
+    s = DimensionSettings(n_initial_conditions=4, t_max=100.0, t_discard=50.0, n_samples=201)
+    pr, src, used = dynamics_participation_ratio(batch, [3], s)
+    assert src[0] == PRSource.settling_transients and used[0] == 4
+    strict = DimensionSettings(**{**s.__dict__, "approach_tol": s.settle_tol})
+    _, src, _ = dynamics_participation_ratio(batch, [3], strict)
+    assert src[0] == PRSource.ongoing_activity  # the premise: unsettled at t_max
+
 
 def test_settings_validation():
     with pytest.raises(ValueError):

@@ -504,10 +504,14 @@ class DimensionSettings:
     """Absolute local error tolerance of the integrator (units of x)."""
     settle_tol: float = 1e-6
     """A trajectory has settled when max_i |f_i(x)| < settle_tol."""
+    approach_tol: float = 1e-3
+    """An unsettled trajectory whose speed max_i |f_i(x)| at t_max is below this is still approaching an equilibrium (a slow transient), not ongoing activity."""
     diverge_bound: float = 1e6
     """A trajectory has diverged when max_i |x_i| exceeds this bound."""
 
     def __post_init__(self) -> None:
+        if not self.approach_tol >= self.settle_tol:
+            raise ValueError("approach_tol must be >= settle_tol")
         if not 0.0 < self.energy_fraction <= 1.0:
             raise ValueError("energy_fraction must be in (0, 1]")
         if not 0.0 <= self.t_discard < self.t_max:
@@ -532,11 +536,12 @@ def dynamics_participation_ratio(
     :func:`koopnet.simulate.integrate` and sampled at ``n_samples`` equally spaced times on
     [0, t_max]. Per network:
 
-    - if some trajectory is unsettled at t_max (oscillation, chaos, very slow approach), the
-      PR is that of the *ongoing activity*: samples at t >= t_discard of the unsettled
-      trajectories, pooled (``PRSource.ongoing_activity``);
+    - if some trajectory is unsettled at t_max and still moving (speed max|f| >=
+      ``approach_tol``: oscillation, chaos), the PR is that of the *ongoing activity*: samples
+      at t >= t_discard of those trajectories, pooled (``PRSource.ongoing_activity``);
     - otherwise it is that of the *settling transients*: samples at t <= t_end (the settling
-      time) of the settled trajectories, pooled (``PRSource.settling_transients``);
+      time, t_max for trajectories still creeping onto a slow attractor) of the settled
+      trajectories, pooled (``PRSource.settling_transients``);
     - diverged and stalled trajectories are never used; when no trajectory is usable the PR
       is NaN with ``PRSource.all_diverged``, and NaN with ``PRSource.no_variance`` when the
       samples do not vary.
@@ -582,8 +587,12 @@ def dynamics_participation_ratio(
             t_eval=t_eval,
         )
         status = np.asarray(tr.status)
-        settled = status == 0
         unsettled = status == 2
+        # still creeping onto a slow attractor at t_max: a transient, not ongoing activity
+        speed = np.max(np.abs(sub.vector_field(tr.x_final)), axis=-1)
+        approaching = unsettled & (speed < settings.approach_tol)
+        settled = (status == 0) | approaching
+        unsettled &= ~approaching
         ongoing = unsettled.any(axis=1)
         w_transient = settled[:, :, None] & (t_eval[None, None, :] <= np.asarray(tr.t_end)[:, :, None])
         w_ongoing = unsettled[:, :, None] & (t_eval >= settings.t_discard)[None, None, :]
