@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 import yaml
@@ -81,6 +82,8 @@ def test_reference_dataset_is_self_describing(reference):
         assert "units" in var.attrs or var.dtype.kind in "OU", name
         if "flag_values" in var.attrs:
             assert len(var.attrs["flag_values"]) == len(var.attrs["flag_meanings"].split())
+            used = set(np.unique(var.values).tolist())
+            assert used <= set(var.attrs["flag_values"]), (name, used)  # every code is declared
     assert ds["w_eigenvalues"].dtype.kind == "c"
     documented = (REPO / "docs" / "dataset.md").read_text()
     undocumented = [name for name in ds.data_vars if f"`{name}`" not in documented]

@@ -34,11 +34,14 @@ def first_stable(stable: np.ndarray) -> np.ndarray:
     return np.where(stable.any(axis=-1), np.argmax(stable, axis=-1), -1)
 
 
-def flag_attrs(enum: type[IntEnum], long_name: str) -> dict:
-    """CF attributes (`flag_values`, `flag_meanings`) for an IntEnum-coded variable."""
-    return {
-        "long_name": long_name,
-        "units": "1",
-        "flag_values": [int(m) for m in enum],
-        "flag_meanings": " ".join(m.name for m in enum),
-    }
+def flag_attrs(enum: type[IntEnum], long_name: str, padding: bool = False) -> dict:
+    """CF attributes (`flag_values`, `flag_meanings`) for an IntEnum-coded variable.
+
+    ``padding=True`` adds the value -1 ("padding") used where a padded dimension (e.g.
+    ``equilibrium``) has no entry.
+    """
+    values = [int(m) for m in enum]
+    names = [m.name for m in enum]
+    if padding:
+        values, names = [-1] + values, ["padding"] + names
+    return {"long_name": long_name, "units": "1", "flag_values": values, "flag_meanings": " ".join(names)}

@@ -931,7 +931,7 @@ def equilibria_dataset(
         return xr.Variable(dims, data, {"long_name": long_name, "units": units, **attrs})
 
     def flags(dims, data, enum, long_name):
-        return xr.Variable(dims, data, flag_attrs(enum, long_name))
+        return xr.Variable(dims, data, flag_attrs(enum, long_name, padding="equilibrium" in dims))
 
     data = {
         "n_equilibria": v(

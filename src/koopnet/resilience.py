@@ -557,13 +557,8 @@ def resilience_dataset(
     )
 
     ne, nu = ("network", "equilibrium"), ("network", "unit")
-    tip = flag_attrs(TippingStatus, "")
-    fl = {k: tip[k] for k in ("flag_values", "flag_meanings")}
-    fl["flag_values"] = [-1] + fl["flag_values"]
-    fl["flag_meanings"] = "padding " + fl["flag_meanings"]
-
     def flags(name):
-        return {"long_name": name, "units": "1", **fl}
+        return flag_attrs(TippingStatus, name, padding=True)
 
     data = {
         "stability_margin": (ne, margin, {"long_name": "stability margin -max Re lambda(J) (NaN: padding)", "units": "1/time"}),
@@ -572,22 +567,22 @@ def resilience_dataset(
         "basin_stability": (ne, basin["basin_stability"], {"long_name": "fraction of random initial conditions settling on the equilibrium (NaN: not stable or padding)", "units": "1"}),
         "basin_stability_se": (ne, basin["basin_stability_se"], {"long_name": "standard error of basin stability sqrt(S(1-S)/n)", "units": "1"}),
         "fraction_diverged": ("network", basin["fraction_diverged"], {"long_name": "fraction of basin initial conditions that diverged", "units": "1"}),
-        "fraction_unsettled": ("network", basin["fraction_unsettled"], {"long_name": "fraction of basin initial conditions unsettled at t_max", "units": "1"}),
+        "fraction_unsettled": ("network", basin["fraction_unsettled"], {"long_name": "fraction of basin initial conditions unsettled at the end of integration (t_max, extended for slow attractors)", "units": "1"}),
         "fraction_stalled": ("network", basin["fraction_stalled"], {"long_name": "fraction of basin initial conditions whose integration stalled (step budget or step underflow)", "units": "1"}),
         "fraction_unassigned": ("network", basin["fraction_unassigned"], {"long_name": "fraction of basin initial conditions settled away from every known stable equilibrium", "units": "1"}),
-        "basin_box_lower": (nu, basin["box_lower"], {"long_name": "lower corner of the basin-stability box", "units": "1"}),
-        "basin_box_upper": (nu, basin["box_upper"], {"long_name": "upper corner of the basin-stability box", "units": "1"}),
-        "tipping_shift_up": (ne, up, {"long_name": "smallest uniform input increase at which the stable equilibrium folds or loses stability (NaN: see tipping_status_up)", "units": "1"}),
-        "tipping_shift_down": (ne, down, {"long_name": "smallest uniform input decrease (negative) at which the stable equilibrium folds or loses stability (NaN: see tipping_status_down)", "units": "1"}),
+        "basin_box_lower": (nu, basin["box_lower"], {"long_name": "lower corner of the basin-stability box", "units": "state"}),
+        "basin_box_upper": (nu, basin["box_upper"], {"long_name": "upper corner of the basin-stability box", "units": "state"}),
+        "tipping_shift_up": (ne, up, {"long_name": "smallest uniform input increase at which the stable equilibrium folds or loses stability (NaN: see tipping_status_up)", "units": "state"}),
+        "tipping_shift_down": (ne, down, {"long_name": "smallest uniform input decrease (negative) at which the stable equilibrium folds or loses stability (NaN: see tipping_status_down)", "units": "state"}),
         "tipping_status_up": (ne, st_up, flags("how the upward continuation ended")),
         "tipping_status_down": (ne, st_down, flags("how the downward continuation ended")),
         "robustness_units": (ne, robust, {"long_name": "mean fraction of units removed in random order before the stable state is lost (NaN: not stable or padding)", "units": "1"}),
         "beta_eff": ("network", beta, {"long_name": "Gao-Barzel-Barabasi effective coupling sum s_in s_out / sum W (NaN: sum W = 0)", "units": "1"}),
-        "theta_eff": ("network", theta_eff, {"long_name": "effective input sum s_out theta / sum s_out", "units": "1"}),
-        "x_eff": (ne, x_eff, {"long_name": "effective state sum s_out x* / sum s_out of stable equilibria", "units": "1"}),
-        "beta_eff_tipping_up": (ne, r_up, {"long_name": "input increase at which the 1-D reduction predicts tipping (NaN: see beta_eff_tipping_status_up)", "units": "1"}),
-        "beta_eff_tipping_down": (ne, r_down, {"long_name": "input decrease (negative) at which the 1-D reduction predicts tipping (NaN: see beta_eff_tipping_status_down)", "units": "1"}),
-        "beta_eff_tipping": (ne, nearest, {"long_name": "signed nearest tipping shift predicted by the 1-D reduction (NaN: no predicted fold, see statuses)", "units": "1"}),
+        "theta_eff": ("network", theta_eff, {"long_name": "effective input sum s_out theta / sum s_out", "units": "state"}),
+        "x_eff": (ne, x_eff, {"long_name": "effective state sum s_out x* / sum s_out of stable equilibria", "units": "state"}),
+        "beta_eff_tipping_up": (ne, r_up, {"long_name": "input increase at which the 1-D reduction predicts tipping (NaN: see beta_eff_tipping_status_up)", "units": "state"}),
+        "beta_eff_tipping_down": (ne, r_down, {"long_name": "input decrease (negative) at which the 1-D reduction predicts tipping (NaN: see beta_eff_tipping_status_down)", "units": "state"}),
+        "beta_eff_tipping": (ne, nearest, {"long_name": "signed nearest tipping shift predicted by the 1-D reduction (NaN: no predicted fold, see statuses)", "units": "state"}),
         "beta_eff_tipping_status_up": (ne, r_st_up, flags("1-D reduction prediction, upward")),
         "beta_eff_tipping_status_down": (ne, r_st_down, flags("1-D reduction prediction, downward")),
     }

@@ -276,7 +276,7 @@ def networks_dataset(batch: NetworkBatch, seeds: Sequence[int]) -> xr.Dataset:
             "W": (("network", "unit", "presynaptic_unit"), W,
                   {"long_name": "weight from presynaptic unit j to unit i", "units": "1"}),
             "theta": (("network", "unit"), np.asarray(batch.theta),
-                      {"long_name": "external input theta", "units": "1"}),
+                      {"long_name": "external input theta", "units": "state"}),
             "network_seed": (("network",), np.asarray(seeds, dtype=np.int64),
                              {"long_name": "seed of the network's random streams", "units": "1"}),
             "w_eigenvalues": (("network", "mode"), eig,

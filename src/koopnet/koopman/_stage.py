@@ -231,10 +231,10 @@ def spectra_dataset(
         Network seeds; gEDMD samples come from stage_rng(seed, "gedmd"), residual-check points
         from stage_rng(seed, "spectra").
     settings : SpectraSettings, optional
-    equilibria : xarray.Dataset
+    equilibria : xarray.Dataset, optional
         Output of :func:`koopnet.equilibria.equilibria_dataset`: ``x_eq`` (network, equilibrium,
         unit), ``eq_type`` (network, equilibrium), ``jacobian_eigenvalues`` (network, equilibrium,
-        mode); stable equilibria first.
+        mode); stable equilibria first. Computed with default settings when omitted.
 
     Returns
     -------
@@ -244,7 +244,9 @@ def spectra_dataset(
     """
     s = settings if settings is not None else SpectraSettings()
     if equilibria is None:
-        raise ValueError("spectra_dataset needs the equilibria dataset")
+        from ..equilibria import equilibria_dataset
+
+        equilibria = equilibria_dataset(batch, seeds)
     B, N = len(batch), batch.n_units
     if len(seeds) != B:
         raise ValueError("one seed per network")
