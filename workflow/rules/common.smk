@@ -8,7 +8,35 @@ from koopnet.ensembles import WeightFileError
 from koopnet.pipeline import STAGES
 from koopnet.sweep import ConfigError, expand_sweep, seed_chunks, source_hash
 
-validate(config, "../schemas/config.schema.yaml")
+
+def _validate_config():
+    """Schema validation (fills defaults); errors name the key path, without the schema dump."""
+    try:
+        validate(config, "../schemas/config.schema.yaml")
+    except WorkflowError:
+        import jsonschema
+        import yaml
+
+        schema_file = (
+            Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+        )
+        schema = yaml.safe_load(schema_file.read_text())
+        errors = sorted(
+            jsonschema.Draft7Validator(schema).iter_errors(config),
+            key=lambda e: list(map(str, e.absolute_path)),
+        )
+        lines = []
+        for err in errors:
+            # oneOf/anyOf: report the most specific alternative's complaint
+            if err.context:
+                err = min(err.context, key=lambda e: -len(e.absolute_path))
+            where = ".".join(map(str, err.absolute_path)) or "(top level)"
+            lines.append(f"  {where}: {err.message}")
+        detail = "\n".join(lines or ["  see above"])
+        raise WorkflowError(f"Invalid config ({schema_file.name}):\n{detail}") from None
+
+
+_validate_config()
 
 
 def _expand_all_sweeps():
