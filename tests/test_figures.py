@@ -216,6 +216,9 @@ def _fake_sweep(swept: dict, seeds: int = 3, drop: tuple = ()) -> xr.Dataset:
         "tipping_shift_up": per_eq(0, 2),
         "tipping_shift_down": per_eq(-2, 0),
         "fraction_diverged": per_net(0, 0.1),
+        "fraction_unsettled": per_net(0, 0.1),
+        "fraction_stalled": per_net(0, 0.1),
+        "fraction_unassigned": per_net(0, 0.1),
     }
     for k in drop:
         data.pop(k)

@@ -121,6 +121,12 @@ QUANTITIES: dict[str, Quantity] = {
                                  _tipping),
     "fraction_diverged": Quantity(("fraction_diverged",), "fraction of initial conditions that diverged",
                                   "fraction", _plain("fraction_diverged")),
+    "fraction_not_on_attractor": Quantity(
+        ("fraction_diverged", "fraction_unsettled", "fraction_stalled", "fraction_unassigned"),
+        "fraction of initial conditions not ending on a known stable equilibrium (diverged, unsettled, "
+        "stalled or unassigned)", "fraction",
+        lambda ds: ds["fraction_diverged"] + ds["fraction_unsettled"] + ds["fraction_stalled"]
+        + ds["fraction_unassigned"]),
 }
 
 #: figure name -> (quantities, preferred x parameters)
@@ -129,7 +135,7 @@ FIGURE_QUANTITIES = {
     "dimensions": (("erank", "stable_rank", "nuclear_rank", "energy_rank", "elbow_rank", "threshold_rank",
                     "participation_ratio", "koopman_dimension", "n_slow_modes"), ("rank", "g")),
     "resilience": (("basin_stability", "stability_margin", "tipping_distance", "return_time", "reactivity",
-                    "fraction_diverged"), ("g",)),
+                    "fraction_not_on_attractor"), ("g",)),
 }
 
 
@@ -207,6 +213,21 @@ def _x_label(ds: xr.Dataset, x: str) -> str:
     name = c.attrs.get("long_name", x)
     units = c.attrs.get("units", "1")
     return f"{name} {x} [{units}]" if units not in ("1", "") else f"{name} ({x})"
+
+
+def _invariant_dims(mean: xr.DataArray, dims: Sequence[str]) -> set[str]:
+    """Categorical dims along which ``mean`` does not change (to round-off, NaN where NaN)."""
+    out = set()
+    for d in dims:
+        if d not in mean.dims or mean.sizes[d] < 2:
+            continue
+        v = np.moveaxis(mean.values, mean.dims.index(d), 0)
+        ref = v[0]
+        scale = np.nanmax(np.abs(v)) if np.isfinite(v).any() else 0.0
+        if all(np.array_equal(np.isnan(w), np.isnan(ref)) and np.allclose(w, ref, rtol=0, atol=1e-12 * (1 + scale),
+                                                                           equal_nan=True) for w in v[1:]):
+            out.add(d)
+    return out
 
 
 def _dodge(ax, xv: np.ndarray, i: int, n: int, width: float = 0.06) -> np.ndarray:
@@ -309,33 +330,53 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
     if not present:
         return None
     Ns = ds["N"].values.tolist() if "N" in swept_dims(ds) and x != "N" else [None]
-    _, combos = _groups(ds, x, skip=("N",))
+    dims, combos = _groups(ds, x, skip=("N",))
+    # few quantities but many series: one row of panels per value of the first categorical
+    # parameter (e.g. ensemble), so that each panel holds a handful of lines
+    split = next((d for d in dims if ds.sizes.get(d, 1) > 1), None)
+    if not (len(present) <= 3 and len(combos) * len(Ns) > 6 and split is not None):
+        split = None
+    rows = ds[split].values.tolist() if split else [None]
     nc = min(3, len(present))
-    nr = -(-len(present) // nc)
+    nr = -(-len(present) // nc) * len(rows)
     fig, axes = new_figure(nr, nc, figsize=(max(4.6 * nc + 3.0, 9.0), 3.5 * nr + 0.4), squeeze=False,
                            sharex=True)
     xv = ds[x].values
-    for k, name in enumerate(present):
+    panels = [(name, r) for r in rows for name in present]
+    for k, (name, row) in enumerate(panels):
         ax = axes.flat[k]
+        _scales(ax, xv)
+        row_combos = [c for c in combos if split is None or c[split] == row]
+        n_series = len(row_combos) * len(Ns)
+        # e.g. ranks of W do not depend on the activation (paired networks): one line, not hidden twins
+        same = _invariant_dims(data[f"{name}_mean"], [d for d in combos[0] if d != x])
+        drawn = set()
         for ci, sel in enumerate(combos):
+            key = tuple((d, v) for d, v in sel.items() if d not in same)
+            if key in drawn or sel not in row_combos:
+                continue
+            drawn.add(key)
             for ni, n in enumerate(Ns):
                 s = dict(sel, **({"N": n} if n is not None else {}))
                 d = data.sel(s)
                 m, e = d[f"{name}_mean"].values, d[f"{name}_se"].values
                 c = COLORS[ci % len(COLORS)]
-                ax.plot(xv, m, color=c, ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)], ms=4, lw=1.4)
-                ax.fill_between(xv, m - e, m + e, color=c, alpha=0.15, lw=0)
-        _scales(ax, xv)
+                xs = _dodge(ax, xv, row_combos.index(sel) * len(Ns) + ni, n_series,
+                            width=0.1 / max(n_series, 1) ** 0.5)
+                ax.plot(xs, m, color=c, ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)], ms=4, lw=1.4)
+                ax.fill_between(xs, m - e, m + e, color=c, alpha=0.12, lw=0)
         m_all = data[f"{name}_mean"].values
         m_all = m_all[np.isfinite(m_all)]
         if m_all.size and m_all.min() > 0 and m_all.max() / m_all.min() > 30:  # e.g. return times near a fold
             ax.set_yscale("log")
         q = QUANTITIES[name]
-        ax.set_title("\n".join(textwrap.wrap(q.label, 42)), fontsize=10)
+        label = q.label + (f" (same for every {', '.join(sorted(same))})" if same else "")
+        label += f" [{split}={row}]" if split else ""
+        ax.set_title("\n".join(textwrap.wrap(label, 42)), fontsize=10)
         ax.set_ylabel(q.units if q.units in ("count", "fraction") else f"[{q.units}]")
         ax.set_xlabel(_x_label(ds, x))
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(present):]:
+    for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     handles = [Line2D([], [], color=COLORS[ci % len(COLORS)], lw=2, label=_fmt(sel)) for ci, sel in enumerate(combos)]
     handles += [Line2D([], [], color="black", ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)],
