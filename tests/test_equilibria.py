@@ -666,12 +666,32 @@ def test_index_sum_proves_incompleteness():
     full = find_equilibria(net, seed=0)
     assert full.n_equilibria == 9 and full.index_sum == 1 and full.n_missing_min == 0
     for n_starts in (1, 2, 3, 5):
-        r = find_equilibria(net, EquilibriumSettings(n_starts=n_starts), seed=0)
+        r = find_equilibria(net, EquilibriumSettings(n_starts=n_starts, index_retries=0), seed=0)
         expected = int(np.sum((-1) ** r.n_unstable_dims))
         assert r.index_sum == expected
         assert r.n_missing_min == abs(1 - expected) <= truth - r.n_equilibria
-    r = find_equilibria(net, EquilibriumSettings(n_starts=2), seed=0)
+    r = find_equilibria(net, EquilibriumSettings(n_starts=2, index_retries=0), seed=0)
     assert r.n_equilibria < 9 and r.n_missing_min >= 1
     # not applicable: unbounded activation, or a non-hyperbolic equilibrium
     assert find_equilibria(Network([[2.0]], [0.3], "cubic")).index_sum is None
     assert find_equilibria(Network([[4.0]], [-2.0], "logistic")).n_missing_min == -1
+
+
+def test_index_deficit_triggers_a_search_with_more_starts():
+    W = np.array([[8.0, -1.0], [-1.0, 8.0]])
+    net = Network(W, -W.sum(axis=1) / 2, "logistic")
+    few = EquilibriumSettings(n_starts=2, index_retries=0)
+    r0 = find_equilibria(net, few, seed=0)
+    assert r0.n_missing_min > 0 and r0.n_starts == 2
+    r = find_equilibria(net, EquilibriumSettings(n_starts=2, index_retries=5), seed=0)
+    k = int(np.log2(r.n_starts // 2))
+    assert r.n_starts == 2 * 2**k and 1 <= k <= 5
+    assert r.n_missing_min == 0 or k == 5  # stops as soon as nothing is provably missing
+    # the kept search is exactly a plain search with that many starts ...
+    direct = find_equilibria(net, EquilibriumSettings(n_starts=r.n_starts, index_retries=0), seed=0)
+    np.testing.assert_array_equal(r.x, direct.x)
+    np.testing.assert_array_equal(r.hits, direct.hits)
+    # ... and keeps what the smaller search found (its starts come first)
+    d = np.max(np.abs(r0.x[:, None] - r.x[None]), axis=-1)
+    assert np.all(d.min(axis=1) == 0.0)
+    assert r.n_equilibria >= r0.n_equilibria

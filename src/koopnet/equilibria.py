@@ -41,7 +41,7 @@ arithmetic on a network's starts is per-start (see :mod:`koopnet._equilibria_new
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Sequence
 
@@ -146,6 +146,8 @@ class EquilibriumSettings:
     """Factor by which ||f||_2 must drop within stall_window steps for a start to stay active."""
     max_backtrack: int = 12
     """Step halvings in the Armijo line search of the deflated Newton rounds."""
+    index_retries: int = 2
+    """When the index sum proves equilibria missing (bounded activations, search paths), search again with twice the starts, up to this many times (the first starts are the same, so nothing found is lost)."""
     deflation_rounds: int = 0
     """Rounds of deflated Newton after the plain search (0 disables deflation)."""
     deflation_starts: int = 32
@@ -728,14 +730,37 @@ def find_equilibria_batch(
     Returns
     -------
     tuple of Equilibria, length B
-        Each identical (bitwise) to ``find_equilibria(batch[b], settings, seeds[b])``.
+        Each identical (bitwise) to ``find_equilibria(batch[b], settings, seeds[b])``. A network
+        whose index sum proves equilibria missing is searched again with 2, 4, ... times
+        ``n_starts`` (``index_retries``); its ``n_starts`` says how many starts the kept search used.
     """
     settings = settings or EquilibriumSettings()
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != len(batch):
+        raise ValueError(f"need one seed per network: {len(seeds)} seeds for {len(batch)} networks")
+    results = list(_find_batch(batch, seeds, settings))
+    n_starts = settings.n_starts
+    searched = (EquilibriumMethod.newton, EquilibriumMethod.lowrank)
+    for _ in range(settings.index_retries):
+        # the index theorem proves some equilibria missing: a search with twice the starts
+        # (a superset: starts and their arithmetic do not depend on how many there are)
+        redo = [b for b, r in enumerate(results) if r.n_missing_min > 0 and r.method in searched]
+        if not redo:
+            break
+        n_starts *= 2
+        sub = NetworkBatch(batch.W[redo], batch.theta[redo], batch.activation)
+        again = _find_batch(sub, [seeds[b] for b in redo], replace(settings, n_starts=n_starts))
+        for b, r in zip(redo, again):
+            results[b] = r
+    return tuple(results)
+
+
+def _find_batch(
+    batch: NetworkBatch, seeds: list[int], settings: EquilibriumSettings
+) -> tuple[Equilibria, ...]:
+    """One search of every network with ``settings.n_starts`` starts (see find_equilibria_batch)."""
     W, theta, act = batch.W, batch.theta, batch.activation
     B, N = theta.shape
-    seeds = [int(s) for s in seeds]
-    if len(seeds) != B:
-        raise ValueError(f"need one seed per network: {len(seeds)} seeds for {B} networks")
 
     sv = np.linalg.svd(W, compute_uv=True)
     Us, s, Vt = sv.U, sv.S, sv.Vh
