@@ -49,6 +49,9 @@ def test_poster_figures_are_written(paper, tmp_path):
         _saved_ok(fig, tmp_path, name, data)
         back = io.open_dataset(tmp_path / f"{name}.nc")
         assert set(back.data_vars) == set(data.data_vars)
+        for vname, var in back.variables.items():  # self-describing, coordinates included
+            assert "long_name" in var.attrs, (name, vname)
+            assert "units" in var.attrs or var.dtype.kind in "OUS", (name, vname)
 
 
 def test_paper_schema_matches_the_data_functions():

@@ -162,7 +162,8 @@ def cubic_neuron_data(cases: Sequence[dict] = DEFAULT_CASES, eigenvalue: float =
             "w": _v(("case",), np.array([c["w"] for c in cases], float), "self-coupling w"),
             "theta": _v(("case",), np.array([c["theta"] for c in cases], float), "input theta", "state"),
             "label": xr.Variable(("case",), np.array([c.get("label") or f"w={c['w']:g}, theta={c['theta']:g}"
-                                                      for c in cases], dtype=object)),
+                                                      for c in cases], dtype=object),
+                                 {"long_name": "case description"}),
             "p": _v(("case", "x"), p, "vector field p(x) = -x + w sigma(x) + theta", "state/time"),
             "psi_line": _v(("case", "x"), psi_line, "eigenfunction psi_lambda on the real line"),
             "psi_plane": _v(("case", "im", "re"), psi_plane, "eigenfunction psi_lambda on the complex x-plane"),
