@@ -53,8 +53,8 @@ def gaussian_logistic(N: int, seed: int, g: float = 8.0) -> Network:
     return Network(W, -W.sum(axis=1) / 2, "logistic")
 
 
-def baseline(net: Network, seed: int, n_starts: int) -> tuple[float, np.ndarray]:
-    """Loop of scipy hybr from koopnet's starts; returns (seconds, distinct roots)."""
+def scipy_problem(net: Network, seed: int, n_starts: int):
+    """koopnet's starts (n_starts, N) and the vector field and Jacobian as a user writes them."""
     N = net.n_units
     lo, hi, _ = search_box(net.W, net.theta, net.activation)
     x0s = lo + (hi - lo) * _draw_unit_starts([seed], n_starts, N)[0]
@@ -69,6 +69,13 @@ def baseline(net: Network, seed: int, n_starts: int) -> tuple[float, np.ndarray]
         J[idx, idx] -= 1.0
         return J
 
+    return x0s, f, jac
+
+
+def baseline(net: Network, seed: int, n_starts: int) -> tuple[float, np.ndarray]:
+    """Loop of scipy hybr from koopnet's starts; returns (seconds, distinct roots)."""
+    N = net.n_units
+    x0s, f, jac = scipy_problem(net, seed, n_starts)
     t = time.perf_counter()
     sols = []
     for x0 in x0s:
@@ -102,20 +109,7 @@ def _timeit(fn) -> float:
 
 def hybr_counts(net: Network, seed: int, n_starts: int) -> tuple[float, float, float]:
     """(seconds, mean njev, mean nfev) per start of the scipy hybr loop on one network."""
-    N = net.n_units
-    lo, hi, _ = search_box(net.W, net.theta, net.activation)
-    x0s = lo + (hi - lo) * _draw_unit_starts([seed], n_starts, N)[0]
-    W, th, act = net.W, net.theta, net.activation
-    idx = np.arange(N)
-
-    def f(x):
-        return -x + W @ act.sigma(x) + th
-
-    def jac(x):
-        J = W * act.dsigma(x)
-        J[idx, idx] -= 1.0
-        return J
-
+    x0s, f, jac = scipy_problem(net, seed, n_starts)
     t = time.perf_counter()
     counts = np.array([(r.njev, r.nfev) for r in (root(f, x0, jac=jac, method="hybr") for x0 in x0s)])
     return (time.perf_counter() - t) / n_starts, *counts.mean(axis=0)
