@@ -76,11 +76,13 @@ class SpectraSettings:
     gedmd_degree : int
         Total degree of the monomial dictionary.
     gedmd_projection : str
-        ``taylor`` (default; degree-triangular projection of analytic EDMD, exact for the
-        principal eigenvalues up to the fit of f by degree 1..D monomials, see
-        :func:`koopnet.koopman.gedmd`) or ``galerkin`` (L2 least squares over the samples). Applies
-        to the monomial dictionary, which is centred at the attractor; the ``rbf`` dictionary has
-        no degree grading and always uses ``galerkin``.
+        ``galerkin`` (default; L2 least squares over the samples) or ``taylor`` (degree-triangular
+        projection of analytic EDMD, see :func:`koopnet.koopman.gedmd`: its principal eigenvalues
+        are those of a polynomial fit of f, far better on near-polynomial fields such as the
+        poster's bistable logistic network, worse where the field has nearby complex
+        singularities, e.g. some tanh networks; its eigenfunctions are truncations, so more pairs
+        exceed the spurious threshold at the box edge). Applies to the monomial dictionary, which
+        is centred at the attractor; the ``rbf`` dictionary always uses ``galerkin``.
     gedmd_rbf_centers : int
         Number of Gaussian RBF centres (``rbf`` dictionary).
     gedmd_rbf_width : float
@@ -119,7 +121,7 @@ class SpectraSettings:
     gedmd_max_units: int = 3
     gedmd_dictionary: str = "monomial"
     gedmd_degree: int = 7
-    gedmd_projection: str = "taylor"
+    gedmd_projection: str = "galerkin"
     gedmd_rbf_centers: int = 200
     gedmd_rbf_width: float = 0.5
     gedmd_sampling: str = "basin"
