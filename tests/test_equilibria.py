@@ -686,7 +686,8 @@ def test_index_deficit_triggers_a_search_with_more_starts():
     r = find_equilibria(net, EquilibriumSettings(n_starts=2, index_retries=5), seed=0)
     k = int(np.log2(r.n_starts // 2))
     assert r.n_starts == 2 * 2**k and 1 <= k <= 5
-    assert r.n_missing_min == 0 or k == 5  # stops as soon as nothing is provably missing
+    # stops as soon as nothing is provably missing beyond what Chao1 expects
+    assert r.n_missing_min == 0 or k == 5 or r.n_estimate >= r.n_equilibria + r.n_missing_min
     # the kept search is exactly a plain search with that many starts ...
     direct = find_equilibria(net, EquilibriumSettings(n_starts=r.n_starts, index_retries=0), seed=0)
     np.testing.assert_array_equal(r.x, direct.x)
@@ -695,3 +696,18 @@ def test_index_deficit_triggers_a_search_with_more_starts():
     d = np.max(np.abs(r0.x[:, None] - r.x[None]), axis=-1)
     assert np.all(d.min(axis=1) == 0.0)
     assert r.n_equilibria >= r0.n_equilibria
+
+
+def test_retries_only_where_the_index_refutes_chao1():
+    rng = np.random.default_rng(23)
+    retried = 0
+    for k in range(12):
+        N = 10
+        W = rng.normal(0, 3.0 / np.sqrt(N), (N, N))
+        net = Network(W, rng.normal(0, 0.3, N), "tanh")
+        r0 = find_equilibria(net, EquilibriumSettings(n_starts=48, index_retries=0), seed=k)
+        r = find_equilibria(net, EquilibriumSettings(n_starts=48, index_retries=1), seed=k)
+        refuted = r0.n_missing_min > 0 and r0.n_estimate < r0.n_equilibria + r0.n_missing_min
+        assert (r.n_starts == 96) == refuted and (r.n_starts == 48) == (not refuted)
+        retried += refuted
+    assert retried >= 1
