@@ -111,3 +111,35 @@ def test_taylor_principal_eigenfunctions_converge_with_degree(W, theta, activati
         worst.append(r)
     assert worst[0] > worst[1] > worst[2]
     assert worst[2] < 1e-4
+
+
+@pytest.mark.parametrize("activation", ["logistic", "tanh"])
+def test_taylor_residual_order_is_the_degree_and_catches_a_wrong_coefficient(activation, monkeypatch):
+    """The principal Taylor eigenfunctions' residual against the true f falls like r^D; a wrong
+    second-order coefficient of sigma drops the observed order to about 1."""
+    from koopnet.koopman import _taylor
+    from koopnet.koopman._taylor import taylor_principal_residuals
+
+    W = np.array([[8.0, -1.0], [-1.0, 8.0]]) / (1.0 if activation == "logistic" else 4.0)
+    # tanh: the conjugate of the logistic network (x = 2 y), theta = W 1/4 - W 1/4 = 0
+    theta = -W.sum(axis=1) / 2 if activation == "logistic" else np.zeros(2)
+    net = Network(W, theta, activation)
+    x = fsolve(net.vector_field, np.full(2, 3.0 if activation == "logistic" else 1.6), xtol=1e-12)
+    lam = np.linalg.eigvals(net.jacobian(x))
+    assert np.all(lam.real < 0)
+    u = np.random.default_rng(1).standard_normal((1, 40, 2))
+    u /= np.linalg.norm(u, axis=-1, keepdims=True)
+    args = (W[None], theta[None], activation, x[None], lam[None])
+    for D in (2, 3, 4):
+        res, order = taylor_principal_residuals(*args, D, u, 0.05)
+        assert res[0] < 0.05**D * 10 and D - 0.2 <= order[0] <= D + 1.2, (D, res, order)
+    good = _taylor.sigma_taylor_coefficients
+
+    def wrong(act, x0, degree):
+        c = good(act, x0, degree).copy()
+        c[..., 2] *= 1.5
+        return c
+
+    monkeypatch.setattr(_taylor, "sigma_taylor_coefficients", wrong)
+    _, order = taylor_principal_residuals(*args, 3, u, 0.05)
+    assert order[0] < 1.5, order

@@ -31,7 +31,7 @@ from ._feedforward import feedforward_family, feedforward_order
 from ._gedmd import gedmd, sample_basin, sample_box, sample_trajectories
 from ._linear import linear_family
 from ._residuals import residuals
-from ._taylor import _taylor_matrices, koopman_lattice
+from ._taylor import _taylor_matrices, koopman_lattice, taylor_principal_residuals
 
 __all__ = ["SpectraSettings", "TaylorStatus", "spectra_dataset", "analytic_family_of"]
 
@@ -60,6 +60,11 @@ class SpectraSettings:
         Degree D of the Taylor (Carleman) generator whose eigenvalues are checked against the lattice.
     taylor_max_units : int
         The Taylor generator (C(N + D, D) monomials) is built only when N <= this.
+    taylor_check_radius : float
+        Radius of the sphere around each hyperbolic equilibrium on which the principal Taylor
+        eigenfunctions' generator residual is measured, and half of it for its order (state units).
+    taylor_check_points : int
+        Random directions on that sphere (drawn with stage_rng(seed, "taylor_check")).
     analytic_max_units : int
         Exact-family eigenfunctions are checked by their residuals only when N <= this.
     analytic_n_points : int
@@ -114,6 +119,8 @@ class SpectraSettings:
     lattice_max_modes: int = 32
     taylor_degree: int = 3
     taylor_max_units: int = 6
+    taylor_check_radius: float = 0.05
+    taylor_check_points: int = 32
     analytic_max_units: int = 8
     analytic_n_points: int = 16
     analytic_box_half_width: float = 1.0
@@ -136,6 +143,8 @@ class SpectraSettings:
     gedmd_n_modes: int = 32
 
     def __post_init__(self) -> None:
+        if not self.taylor_check_radius > 0 or self.taylor_check_points < 1:
+            raise ValueError("taylor_check_radius must be > 0 and taylor_check_points >= 1")
         if self.lattice_order < 1 or self.taylor_degree < 1 or self.gedmd_degree < 1:
             raise ValueError("lattice_order, taylor_degree and gedmd_degree must be >= 1")
         if self.gedmd_dictionary not in ("monomial", "rbf"):
@@ -285,6 +294,8 @@ def spectra_dataset(
 
     # Taylor generator check, batched over all hyperbolic (network, equilibrium) pairs
     taylor_err = np.full((B, E), np.nan)
+    taylor_res = np.full((B, E), np.nan)
+    taylor_order = np.full((B, E), np.nan)
     taylor_status = np.full(B, int(TaylorStatus.ok), np.int8)
     if N <= s.taylor_max_units:
         bb, ee = np.nonzero(hyper)
@@ -293,6 +304,13 @@ def spectra_dataset(
             for p in range(bb.size):
                 full = alpha @ principal[bb[p], ee[p]]
                 taylor_err[bb[p], ee[p]] = np.max(match_eigenvalues(full, ev[p])[0])
+            # the generator against f itself: principal Taylor eigenfunctions on small spheres
+            u = np.stack([stage_rng(int(seeds[b]), "taylor_check").standard_normal((E, s.taylor_check_points, N))
+                          for b in range(B)])[bb, ee]
+            u /= np.linalg.norm(u, axis=-1, keepdims=True)
+            taylor_res[bb, ee], taylor_order[bb, ee] = taylor_principal_residuals(
+                batch.W[bb], batch.theta[bb], batch.activation, x_eq_all[bb, ee], principal[bb, ee],
+                s.taylor_degree, u, s.taylor_check_radius)
     else:
         taylor_status[:] = int(TaylorStatus.skipped_too_many_units)
 
@@ -353,8 +371,20 @@ def spectra_dataset(
             "1/time", taylor_degree=int(s.taylor_degree),
             comment="the generator on monomials is block-triangular by degree, so this checks the assembly and "
                     "eigensolver of the Taylor generator at this equilibrium (round-off level when sound), not the "
-                    "higher Taylor coefficients of sigma, which only move its eigenvectors (those are tested through "
-                    "eigenfunction residuals in the test suite)",
+                    "higher Taylor coefficients of sigma, which only move its eigenvectors: those are checked "
+                    "against f by taylor_principal_residual and taylor_residual_order",
+        ),
+        "taylor_principal_residual": v(
+            neq, taylor_res,
+            "largest relative generator residual rms(grad psi . f - lambda psi) / rms(psi) of the principal Taylor "
+            "eigenfunctions on a sphere of radius taylor_check_radius around the equilibrium",
+            "1/time", taylor_degree=int(s.taylor_degree), taylor_check_radius=float(s.taylor_check_radius),
+        ),
+        "taylor_residual_order": v(
+            neq, taylor_order,
+            "log2 of that residual at radius r over radius r/2: about taylor_degree when the Taylor generator is "
+            "right (NaN when the residual is at round-off, e.g. linear activation)",
+            taylor_degree=int(s.taylor_degree),
         ),
         "taylor_status": xr.Variable(net, taylor_status, flag_attrs(TaylorStatus, "Taylor generator check status")),
         "koopman_slowest_rate": v(
