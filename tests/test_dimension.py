@@ -344,11 +344,24 @@ def test_dynamics_pr_exact_cases():
     # speed falls below settle_tol = 1e-6 only after ~120 > t_max: a slow transient, not activity
     batch = NetworkBatch((3.6 * np.eye(2))[None], np.full((1, 2), -1.8), "logistic")
     s = DimensionSettings(n_initial_conditions=4, t_max=100.0, t_discard=50.0, n_samples=201)
-    pr, src, used = dynamics_participation_ratio(batch, [3], s)
+    node = (np.zeros((1, 1, 2)), np.array([[0.1]]))  # x* = 0, margin 1 - 3.6/4
+    pr, src, used = dynamics_participation_ratio(batch, [3], s, node)
     assert src[0] == PRSource.settling_transients and used[0] == 4
     strict = DimensionSettings(**{**s.__dict__, "approach_tol": s.settle_tol})
-    _, src, _ = dynamics_participation_ratio(batch, [3], strict)
+    _, src, _ = dynamics_participation_ratio(batch, [3], strict, node)
     assert src[0] == PRSource.ongoing_activity  # the premise: unsettled at t_max
+    _, src, _ = dynamics_participation_ratio(batch, [3], s)  # no known attractor: not creeping
+    assert src[0] == PRSource.ongoing_activity
+
+    # a limit cycle with a slow bottleneck (SNIC just past onset: tanh, W = [[1.5, -w], [w, 1.5]])
+    # crawls at speed < approach_tol near the ghost of the saddle-node, far from any stable
+    # equilibrium (the only one, x = 0, is an unstable focus): ongoing activity
+    w = 0.229944 + 1e-5
+    W = np.array([[1.5, -w], [w, 1.5]])
+    snic = NetworkBatch(W[None], np.zeros((1, 2)), "tanh")
+    none = (np.full((1, 1, 2), np.nan), np.full((1, 1), np.nan))
+    _, src, used = dynamics_participation_ratio(snic, [4], DimensionSettings(n_initial_conditions=8), none)
+    assert src[0] == PRSource.ongoing_activity and used[0] == 8
 
 
 def test_settings_validation():

@@ -143,3 +143,25 @@ def test_taylor_residual_order_is_the_degree_and_catches_a_wrong_coefficient(act
     monkeypatch.setattr(_taylor, "sigma_taylor_coefficients", wrong)
     _, order = taylor_principal_residuals(*args, 3, u, 0.05)
     assert order[0] < 1.5, order
+
+
+def test_taylor_residual_is_nan_where_it_cannot_judge():
+    from koopnet.koopman._taylor import taylor_principal_residuals
+
+    u = np.random.default_rng(2).standard_normal((1, 20, 2))
+    u /= np.linalg.norm(u, axis=-1, keepdims=True)
+    # feedforward: J = -I + nilpotent, repeated eigenvalue -1 (Jordan block)
+    W = np.array([[0.0, 0.0], [3.0, 0.0]])
+    th = np.array([0.2, -0.1])
+    x = np.array([th[0], th[1] + 3.0 * np.tanh(th[0])])
+    res, order = taylor_principal_residuals(W[None], th[None], "tanh", x[None], np.array([[-1.0, -1.0]]), 3, u, 0.05)
+    assert np.isnan(res[0]) and np.isnan(order[0])
+    # resonance lambda_2 = 2 lambda_1: tanh, x1* = 0.5, w1 sech^2(0.5) = 0.5
+    w1 = 0.5 / (1 - np.tanh(0.5) ** 2)
+    W = np.array([[w1, 0.0], [2.0, 0.0]])
+    th = np.array([0.5 - w1 * np.tanh(0.5), 0.0])
+    x = np.array([0.5, 2.0 * np.tanh(0.5)])
+    lam = np.array([-0.5, -1.0])
+    np.testing.assert_allclose(np.sort(np.linalg.eigvals(Network(W, th, "tanh").jacobian(x)).real), [-1.0, -0.5])
+    res, order = taylor_principal_residuals(W[None], th[None], "tanh", x[None], lam[None], 3, u, 0.05)
+    assert np.isfinite(res[0]) and np.isnan(order[0])

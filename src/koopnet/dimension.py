@@ -527,7 +527,10 @@ _CHUNK_BYTES = 2**27
 
 
 def dynamics_participation_ratio(
-    batch: NetworkBatch, seeds: Sequence[int], settings: DimensionSettings = DimensionSettings()
+    batch: NetworkBatch,
+    seeds: Sequence[int],
+    settings: DimensionSettings = DimensionSettings(),
+    attractors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Participation ratio of each network's activity.
 
@@ -536,9 +539,12 @@ def dynamics_participation_ratio(
     :func:`koopnet.simulate.integrate` and sampled at ``n_samples`` equally spaced times on
     [0, t_max]. Per network:
 
-    - if some trajectory is unsettled at t_max and still moving (speed max|f| >=
-      ``approach_tol``: oscillation, chaos), the PR is that of the *ongoing activity*: samples
-      at t >= t_discard of those trajectories, pooled (``PRSource.ongoing_activity``);
+    - if some trajectory is unsettled at t_max and not creeping onto a known attractor, the PR
+      is that of the *ongoing activity*: samples at t >= t_discard of those trajectories,
+      pooled (``PRSource.ongoing_activity``). A trajectory creeps onto a stable equilibrium x*
+      of margin m when its speed max|f| is below ``approach_tol`` and it is within
+      2 max|f| / m of x* (near x*, |f| ~ |J (x - x*)| >= m |x - x*| for normal J); the slow
+      passage of a limit cycle through a bottleneck is not near a stable equilibrium;
     - otherwise it is that of the *settling transients*: samples at t <= t_end (the settling
       time, t_max for trajectories still creeping onto a slow attractor) of the settled
       trajectories, pooled (``PRSource.settling_transients``);
@@ -552,6 +558,9 @@ def dynamics_participation_ratio(
         B networks of N units.
     seeds : sequence of int, length B
     settings : DimensionSettings
+    attractors : (x_stable, margin), optional
+        Stable equilibria, array (B, E, N), and their stability margins -max Re lambda,
+        array (B, E), NaN-padded. Without them no unsettled trajectory counts as creeping.
 
     Returns
     -------
@@ -590,7 +599,14 @@ def dynamics_participation_ratio(
         unsettled = status == 2
         # still creeping onto a slow attractor at t_max: a transient, not ongoing activity
         speed = np.max(np.abs(sub.vector_field(tr.x_final)), axis=-1)
-        approaching = unsettled & (speed < settings.approach_tol)
+        approaching = np.zeros_like(unsettled)
+        if attractors is not None:
+            xs, margin = attractors[0][sl], attractors[1][sl]  # (b, E, N), (b, E)
+            dist = np.max(np.abs(tr.x_final[:, :, None, :] - xs[:, None, :, :]), axis=-1)  # (b, M, E)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                near = dist <= 2.0 * speed[:, :, None] / margin[:, None, :]
+            near &= np.isfinite(dist) & (margin[:, None, :] > 0)
+            approaching = unsettled & (speed < settings.approach_tol) & near.any(axis=-1)
         settled = (status == 0) | approaching
         unsettled &= ~approaching
         ongoing = unsettled.any(axis=1)
@@ -675,7 +691,11 @@ def dimension_dataset(
     if equilibria.sizes.get("network") != B:
         raise ValueError("equilibria dataset does not match the batch (network dimension)")
     wd = weight_dimensions(batch.W, rank_tol=settings.rank_tol, energy_fraction=settings.energy_fraction)
-    pr, source, n_used = dynamics_participation_ratio(batch, seeds, settings)
+    stable = np.isin(equilibria["eq_type"].values, [int(t) for t in STABLE_TYPES])
+    x_stable = np.where(stable[..., None], equilibria["x_eq"].values, np.nan)
+    re = equilibria["jacobian_eigenvalues"].values.real
+    margin = np.where(stable, -np.max(np.where(np.isnan(re), -np.inf, re), axis=-1), np.nan)
+    pr, source, n_used = dynamics_participation_ratio(batch, seeds, settings, (x_stable, margin))
     lam, index, status = attractor_spectrum(equilibria)
     ok = status == AttractorStatus.stable_equilibrium
     kdim = np.where(ok, koopman_dimension(lam, settings.koopman_tol), -1).astype(np.int64)

@@ -752,7 +752,7 @@ def find_equilibria_batch(
             for b, r in enumerate(results)
             if r.n_missing_min > 0
             and r.method in searched
-            and r.n_estimate < r.n_equilibria + r.n_missing_min
+            and not r.n_estimate >= r.n_equilibria + r.n_missing_min  # NaN (nothing found): retry
         ]
         if not redo:
             break

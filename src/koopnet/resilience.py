@@ -248,14 +248,13 @@ def basin_stability(
     unsettled = status == TrajectoryStatus.unsettled
     ext = unsettled.any(axis=1) & (t_need > s.t_max)
     if ext.any():
-        t_more = min(float(np.max(t_need[ext])), SETTLING_EXTENSION * s.t_max) - s.t_max
-        sub = NetworkBatch(batch.W[ext], batch.theta[ext], batch.activation)
-        more = integrate(sub, x_final[ext], t_more, **kw)
-        redo = unsettled[ext]
-        xs, st = x_final[ext], status[ext]
-        xs[redo], st[redo] = more.x_final[redo], more.status[redo]
         x_final, status = x_final.copy(), status.copy()
-        x_final[ext], status[ext] = xs, st
+        for b in np.flatnonzero(ext):  # each network to its own horizon: batch-independent
+            t_more = min(float(t_need[b]), SETTLING_EXTENSION * s.t_max) - s.t_max
+            redo = np.flatnonzero(unsettled[b])
+            sub = NetworkBatch(batch.W[b : b + 1], batch.theta[b : b + 1], batch.activation)
+            more = integrate(sub, x_final[b : b + 1, redo], t_more, **kw)
+            x_final[b, redo], status[b, redo] = more.x_final[0], more.status[0]
     labels = assign_to_equilibria(x_final, status, x_eq, stable=stable, tol=s.assign_tol)
     E = x_eq.shape[1]
     counts = (labels[:, :, None] == np.arange(E)).sum(axis=1)

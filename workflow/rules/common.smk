@@ -13,7 +13,7 @@ def _validate_config():
     """Schema validation (fills defaults); errors name the key path, without the schema dump."""
     try:
         validate(config, "../schemas/config.schema.yaml")
-    except WorkflowError:
+    except WorkflowError as original:
         import jsonschema
         import yaml
 
@@ -32,7 +32,7 @@ def _validate_config():
                 err = min(err.context, key=lambda e: -len(e.absolute_path))
             where = ".".join(map(str, err.absolute_path)) or "(top level)"
             lines.append(f"  {where}: {err.message}")
-        detail = "\n".join(lines or ["  see above"])
+        detail = "\n".join(lines) or f"  {original}"
         raise WorkflowError(f"Invalid config ({schema_file.name}):\n{detail}") from None
 
 

@@ -326,7 +326,11 @@ def taylor_principal_residuals(
         rms(grad psi . f - lambda psi) / rms(psi) at radius r (dimensionless x 1/time).
     order : array, shape (P,)
         log2(residual(r) / residual(r/2)), same maximising eigenfunction; ~D when the generator
-        is right. NaN when the residual at r/2 is at round-off (<= 1e-13), e.g. linear activations.
+        is right. NaN when the residual at r/2 is at round-off (<= 1e-13, e.g. linear
+        activations) or the principal eigenvalues are resonant (lambda_i = k . lambda with
+        2 <= |k| <= D: no analytic eigenfunction need exist, the order drops honestly). Both
+        outputs are NaN when principal eigenvalues repeat (e.g. feedforward J = -I + nilpotent:
+        the computed eigenvectors do not span the Jordan block, the check would be blind).
     """
     act = get_activation(activation)
     ev, alpha, (_, vec, _) = _taylor_matrices(W, theta, act, x_star, degree, vectors=True)
@@ -351,7 +355,13 @@ def taylor_principal_residuals(
             num = np.sqrt(np.mean(np.abs(lpsi - ev[p][modes] * psi) ** 2, axis=0))
             rel[s_i] = num / np.sqrt(np.mean(np.abs(psi) ** 2, axis=0))
         worst = int(np.argmax(rel[0]))
+        lam = principal_eigenvalues[p]
+        tol = 1e-6 * max(1.0, float(np.max(np.abs(lam))))
+        if np.any(np.abs(lam[:, None] - lam[None, :])[~np.eye(n, dtype=bool)] <= tol):
+            continue  # repeated (e.g. defective) eigenvalues: the eigenvectors do not span the check
         residual[p] = rel[0, worst]
-        if rel[1, worst] > 1e-13:
+        higher = alpha[alpha.sum(axis=1) >= 2] @ lam  # k . lambda, 2 <= |k| <= D
+        resonant = np.any(np.abs(lam[:, None] - higher[None, :]) <= tol)
+        if rel[1, worst] > 1e-13 and not resonant:
             order[p] = np.log2(rel[0, worst] / rel[1, worst])
     return residual, order
