@@ -300,7 +300,9 @@ def spectra_dataset(
     if N <= s.taylor_max_units:
         bb, ee = np.nonzero(hyper)
         if bb.size:
-            ev, alpha = _taylor_matrices(batch.W[bb], batch.theta[bb], batch.activation, x_eq_all[bb, ee], s.taylor_degree)
+            mats = _taylor_matrices(batch.W[bb], batch.theta[bb], batch.activation, x_eq_all[bb, ee], s.taylor_degree,
+                                    vectors=True)
+            ev, alpha = mats[0], mats[1]
             for p in range(bb.size):
                 full = alpha @ principal[bb[p], ee[p]]
                 taylor_err[bb[p], ee[p]] = np.max(match_eigenvalues(full, ev[p])[0])
@@ -310,7 +312,7 @@ def spectra_dataset(
             u /= np.linalg.norm(u, axis=-1, keepdims=True)
             taylor_res[bb, ee], taylor_order[bb, ee] = taylor_principal_residuals(
                 batch.W[bb], batch.theta[bb], batch.activation, x_eq_all[bb, ee], principal[bb, ee],
-                s.taylor_degree, u, s.taylor_check_radius)
+                s.taylor_degree, u, s.taylor_check_radius, matrices=mats)
     else:
         taylor_status[:] = int(TaylorStatus.skipped_too_many_units)
 

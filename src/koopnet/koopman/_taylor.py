@@ -294,6 +294,7 @@ def taylor_principal_residuals(
     degree: int,
     directions: np.ndarray,
     radius: float,
+    matrices: tuple | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generator residual of the principal Taylor eigenfunctions near x*, and its order in the radius.
 
@@ -318,6 +319,8 @@ def taylor_principal_residuals(
         Unit vectors; the residual is taken at x* + r u and x* + (r/2) u.
     radius : float
         r (state units).
+    matrices : tuple, optional
+        ``_taylor_matrices(W, theta, activation, x_star, degree, vectors=True)`` if already computed.
 
     Returns
     -------
@@ -333,7 +336,9 @@ def taylor_principal_residuals(
         the computed eigenvectors do not span the Jordan block, the check would be blind).
     """
     act = get_activation(activation)
-    ev, alpha, (_, vec, _) = _taylor_matrices(W, theta, act, x_star, degree, vectors=True)
+    if matrices is None:
+        matrices = _taylor_matrices(W, theta, act, x_star, degree, vectors=True)
+    ev, alpha, (_, vec, _) = matrices
     n = alpha.shape[1]
     # d/dh_i h^alpha = alpha_i h^(alpha - e_i): exponents lowered by one in unit i, (N, K, N)
     lowered = np.maximum(alpha[None, :, :] - np.eye(n, dtype=alpha.dtype)[:, None, :], 0)
