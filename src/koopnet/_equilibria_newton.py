@@ -138,38 +138,61 @@ def _solve(J: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return out
 
 
+#: Roots per vectorised block of the deflation sums (bounds the (K, block, d) temporaries).
+_DEFLATION_BLOCK = 64
+
+
+def _sequential_sum(terms: np.ndarray, carry: np.ndarray) -> np.ndarray:
+    """carry + terms[:, 0] + terms[:, 1] + ..., added strictly left to right (a running sum).
+
+    ``terms`` (K, R, ...) and ``carry`` (K, ...). Unlike ``sum`` (pairwise, so its rounding
+    depends on the length), the running sum gives the same bits whatever number of exact-zero
+    terms (padded roots) follows.
+    """
+    return np.cumsum(np.concatenate([carry[:, None], terms], axis=1), axis=1)[:, -1]
+
+
+def _deflation_terms(y, roots, root_ok, power, shift):
+    """Per-root pieces for a block of roots: diff (K, R, d), d2 (K, R), ||y - r||^-p (K, R), ok (K, R)."""
+    diff = y[:, None, :] - np.where(root_ok[:, :, None], roots, 0.0)
+    d2 = (diff * diff).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dp = d2 ** (-0.5 * power)
+    return diff, d2, dp, root_ok
+
+
 def _deflation_log_gradient(y, roots, root_ok, power, shift):
     """Gradient of log m(y), m = prod_r (||y - r||^-p + shift) (Farrell et al. 2015).
 
-    Sequential accumulation over roots (masked roots add exact zeros), so the padded
+    Accumulated as a running sum over roots (masked roots add exact zeros), so the padded
     number of roots does not change the arithmetic. Returns (K, d) and a (K,) flag that
     is True when y sits on a root (m undefined).
     """
     g = np.zeros_like(y)
     on_root = np.zeros(y.shape[0], dtype=bool)
-    for r in range(roots.shape[1]):
-        ok = root_ok[:, r]
-        diff = y - np.where(ok[:, None], roots[:, r], 0.0)
-        d2 = (diff * diff).sum(axis=-1)
-        on_root |= ok & (d2 == 0.0)
+    for a in range(0, roots.shape[1], _DEFLATION_BLOCK):
+        diff, d2, dp, ok = _deflation_terms(
+            y, roots[:, a : a + _DEFLATION_BLOCK], root_ok[:, a : a + _DEFLATION_BLOCK], power, shift
+        )
+        on_root |= (ok & (d2 == 0.0)).any(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            dp = d2 ** (-0.5 * power)  # ||y - r||^-p
             coef = -power * dp / d2 / (dp + shift)
         coef = np.where(ok & (d2 > 0.0), coef, 0.0)
-        g = g + coef[:, None] * diff
+        contrib = coef[:, :, None] * diff  # (K, R, d)
+        g = _sequential_sum(contrib, g)
     return g, on_root
 
 
 def _deflation_log_m(y, roots, root_ok, power, shift):
-    """log m(y) = sum_r log(||y - r||^-p + shift), accumulated sequentially over roots."""
+    """log m(y) = sum_r log(||y - r||^-p + shift), accumulated as a running sum over roots."""
     out = np.zeros(y.shape[0])
-    for r in range(roots.shape[1]):
-        ok = root_ok[:, r]
-        diff = y - np.where(ok[:, None], roots[:, r], 0.0)
-        d2 = (diff * diff).sum(axis=-1)
+    for a in range(0, roots.shape[1], _DEFLATION_BLOCK):
+        _, _, dp, ok = _deflation_terms(
+            y, roots[:, a : a + _DEFLATION_BLOCK], root_ok[:, a : a + _DEFLATION_BLOCK], power, shift
+        )
         with np.errstate(divide="ignore"):
-            term = np.log(d2 ** (-0.5 * power) + shift)
-        out = out + np.where(ok, term, 0.0)
+            term = np.log(dp + shift)
+        out = _sequential_sum(np.where(ok, term, 0.0), out)
     return out
 
 
