@@ -687,7 +687,7 @@ def test_index_deficit_triggers_a_search_with_more_starts():
     k = int(np.log2(r.n_starts // 2))
     assert r.n_starts == 2 * 2**k and 1 <= k <= 5
     # stops as soon as nothing is provably missing beyond what Chao1 expects
-    assert r.n_missing_min == 0 or k == 5 or r.n_estimate >= r.n_equilibria + r.n_missing_min
+    assert r.n_missing_min == 0 or k == 5 or chao1(r.hits, r.n_equilibria)[0] >= r.n_equilibria + r.n_missing_min
     # the kept search is exactly a plain search with that many starts ...
     direct = find_equilibria(net, EquilibriumSettings(n_starts=r.n_starts, index_retries=0), seed=0)
     np.testing.assert_array_equal(r.x, direct.x)
@@ -707,7 +707,17 @@ def test_retries_only_where_the_index_refutes_chao1():
         net = Network(W, rng.normal(0, 0.3, N), "tanh")
         r0 = find_equilibria(net, EquilibriumSettings(n_starts=48, index_retries=0), seed=k)
         r = find_equilibria(net, EquilibriumSettings(n_starts=48, index_retries=1), seed=k)
-        refuted = r0.n_missing_min > 0 and r0.n_estimate < r0.n_equilibria + r0.n_missing_min
+        refuted = r0.n_missing_min > 0 and chao1(r0.hits, r0.n_equilibria)[0] < r0.n_equilibria + r0.n_missing_min
         assert (r.n_starts == 96) == refuted and (r.n_starts == 48) == (not refuted)
         retried += refuted
     assert retried >= 1
+
+
+def test_estimate_is_never_below_the_proven_lower_bound():
+    W = np.array([[8.0, -1.0], [-1.0, 8.0]])
+    net = Network(W, -W.sum(axis=1) / 2, "logistic")
+    for n_starts in (1, 2, 3, 5, 8):
+        r = find_equilibria(net, EquilibriumSettings(n_starts=n_starts, index_retries=0), seed=1)
+        assert r.n_estimate >= r.n_equilibria + r.n_missing_min
+        plain, _ = chao1(r.hits, r.n_equilibria)
+        assert r.n_estimate == max(plain, r.n_equilibria + r.n_missing_min)

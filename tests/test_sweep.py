@@ -148,3 +148,16 @@ def test_collect_pads_ragged_dims_and_round_trips(tmp_path):
 def test_config_hash_ignores_key_order():
     assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_collect_keeps_the_config_order_of_swept_labels():
+    cfg = {**SWEEP, "ensemble": ["symmetric", "gaussian"], "activation": "tanh", "N": [5, 3], "params": {"g": [4.0, 1.0]}}
+    points = expand_sweep("s", cfg)
+    ds = collect([(p, _part(p, [0], 1)) for p in points], ["ensemble", "N", "g"])
+    assert list(ds["ensemble"].values) == ["symmetric", "gaussian"]  # categories: as listed
+    assert list(ds["N"].values) == [3, 5] and list(ds["g"].values) == [1.0, 4.0]  # numbers: ascending
+    # labels and data stay together
+    for p in points:
+        sel = ds.sel(ensemble=p.values["ensemble"], N=p.values["N"], g=p.values["g"], seed=0)
+        expected = _part(p, [0], 1)["W"].values[0]
+        np.testing.assert_array_equal(sel["W"].values[: p.n_units, : p.n_units], expected)

@@ -195,7 +195,8 @@ class Equilibria:
     n_starts, n_converged : int
         Starts used and starts converged (0, 0 for exact paths).
     n_estimate, n_estimate_se : float
-        Estimated total number of equilibria (Chao1, bias-corrected) and its standard error;
+        Estimated total number of equilibria (Chao1, bias-corrected, raised to the index-theorem
+        lower bound found + |1 - index_sum| when below it) and its standard error;
         exact count and 0 for exact paths, 1 and 0 for contraction-certified and feedforward
         networks; NaN when nothing can be counted (status singular or no_convergence).
     contraction_certified : bool
@@ -752,7 +753,7 @@ def find_equilibria_batch(
             for b, r in enumerate(results)
             if r.n_missing_min > 0
             and r.method in searched
-            and not r.n_estimate >= r.n_equilibria + r.n_missing_min  # NaN (nothing found): retry
+            and chao1(r.hits, r.n_equilibria)[0] < r.n_equilibria + r.n_missing_min
         ]
         if not redo:
             break
@@ -891,6 +892,8 @@ def _find_batch(
         index_sum = None
         if act.bounds is not None and not np.any(t == EquilibriumType.non_hyperbolic):
             index_sum = int(np.sum((-1) ** nu)) if x.shape[0] else 0
+            # an estimate below what the index theorem proves is impossible: raise it
+            est = max(est, x.shape[0] + abs(1 - index_sum)) if np.isfinite(est) else est
         results.append(
             Equilibria(
                 x=x,

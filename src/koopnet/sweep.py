@@ -372,8 +372,9 @@ def collect(
 
     Returns
     -------
-    Dataset with dims (*swept, seed, inner dims...); ragged inner dims padded with NaN
-    (float/complex) or -1 (integer flags).
+    Dataset with dims (*swept, seed, inner dims...): numeric swept labels ascending, text labels
+    (ensemble, activation, ...) in the order the parts first show them (the config's order);
+    ragged inner dims padded with NaN (float/complex) or -1 (integer flags).
     """
     parts = list(parts)
     sizes: dict[str, int] = {}
@@ -390,6 +391,13 @@ def collect(
         pieces, compat="no_conflicts", data_vars="all", coords="different", join="outer",
         combine_attrs="drop_conflicts",
     )
+    # combine_by_coords sorts labels: right for numbers (axes of figures), but categories keep the
+    # config's order (parts arrive in grid order), so ds.isel(ensemble=1) is the second one listed
+    combined = combined.reindex({
+        k: list(dict.fromkeys(p.values[k] for p, _ in parts))
+        for k in swept
+        if combined[k].dtype.kind in "OUS"
+    })
     first = parts[0][0].values
     scalars = {k: v for k, v in first.items() if k not in swept}
     combined = combined.assign_coords({k: v for k, v in scalars.items()})
