@@ -342,6 +342,8 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
     fig, axes = new_figure(nr, nc, figsize=(max(4.6 * nc + 3.0, 9.0), 3.5 * nr + 0.4), squeeze=False,
                            sharex=True)
     xv = ds[x].values
+    n_seeds = ds.sizes.get("seed", 1)
+    partial = False
     panels = [(name, r) for r in rows for name in present]
     for k, (name, row) in enumerate(panels):
         ax = axes.flat[k]
@@ -365,6 +367,13 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
                             width=0.1 / max(n_series, 1) ** 0.5)
                 ax.plot(xs, m, color=c, ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)], ms=4, lw=1.4)
                 ax.fill_between(xs, m - e, m + e, color=c, alpha=0.12, lw=0)
+                # means over only some of the seeds (the others have no value, e.g. no stable
+                # equilibrium or no fold in range): hollow, so they are not read as ensemble means
+                part = d[f"{name}_count"].values < n_seeds
+                if np.any(part & np.isfinite(m)):
+                    partial = True
+                    ax.plot(xs[part], m[part], ls="none", marker=MARKERS[ni % len(MARKERS)], ms=7, mfc="white",
+                            mec=c, mew=1.4)
         m_all = data[f"{name}_mean"].values
         m_all = m_all[np.isfinite(m_all)]
         if m_all.size and m_all.min() > 0 and m_all.max() / m_all.min() > 30:  # e.g. return times near a fold
@@ -382,6 +391,9 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
     handles += [Line2D([], [], color="black", ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)],
                        label=f"N = {n}") for ni, n in enumerate(Ns) if n is not None]
     handles.append(Line2D([], [], color="gray", lw=6, alpha=0.3, label="mean ± s.e. over seeds"))
+    if partial:
+        handles.append(Line2D([], [], color="gray", ls="none", marker="o", ms=7, mfc="white",
+                              label=f"hollow: mean over fewer than {n_seeds} seeds\n(the rest undefined; *_count in the .nc)"))
     fig.legend(handles=handles, loc="outside right center")
     fig.suptitle(_wrap(f"{title} vs {x}: {_context(ds)}"))
     return fig, data
