@@ -31,7 +31,19 @@ def _validate_config():
             if err.context:
                 err = min(err.context, key=lambda e: -len(e.absolute_path))
             where = ".".join(map(str, err.absolute_path)) or "(top level)"
-            lines.append(f"  {where}: {err.message}")
+            hint = ""
+            if (
+                err.validator == "additionalProperties"
+            ):  # a misspelt key: name the closest ones
+                import difflib
+
+                known = list(err.schema.get("properties", {}))
+                extra = [k for k in err.instance if k not in known]
+                near = {k: difflib.get_close_matches(k, known, n=1) for k in extra}
+                hint = "".join(
+                    f" (did you mean {m[0]!r} for {k!r}?)" for k, m in near.items() if m
+                )
+            lines.append(f"  {where}: {err.message}{hint}")
         detail = "\n".join(lines) or f"  {original}"
         raise WorkflowError(f"Invalid config ({schema_file.name}):\n{detail}") from None
 
