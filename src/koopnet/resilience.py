@@ -153,7 +153,7 @@ SETTLING_EXTENSION = 10.0
 
 
 def settling_time(
-    batch: NetworkBatch, x_eq: np.ndarray, stable: np.ndarray, box_width: np.ndarray, settle_tol: float
+    batch: NetworkBatch, margin: np.ndarray, stable: np.ndarray, box_width: np.ndarray, settle_tol: float
 ) -> np.ndarray:
     """Time for the slowest stable equilibrium of each network to pull a state in to settle_tol.
 
@@ -164,7 +164,8 @@ def settling_time(
     Parameters
     ----------
     batch : NetworkBatch
-    x_eq : array, shape (B, E, N)
+    margin : array, shape (B, E)
+        Stability margins of the equilibria (:func:`stability_measures`, NaN padding).
     stable : bool array, shape (B, E)
     box_width : array, shape (B, N)
     settle_tol : float
@@ -173,7 +174,6 @@ def settling_time(
     -------
     array, shape (B,) (time units)
     """
-    margin, _ = stability_measures(batch.W, x_eq, batch.activation)
     m = np.where(stable & (margin > 0), margin, np.inf).min(axis=1, initial=np.inf)
     lip = batch.activation.lipschitz if np.isfinite(batch.activation.lipschitz) else 1.0
     jnorm = 1.0 + np.linalg.norm(batch.W, 2, axis=(1, 2)) * lip
@@ -209,6 +209,7 @@ def basin_stability(
     x_eq: np.ndarray,
     stable: np.ndarray,
     settings: ResilienceSettings | None = None,
+    margin: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Basin stability of known stable equilibria from random initial conditions.
 
@@ -225,6 +226,8 @@ def basin_stability(
     stable : array of bool, shape (B, E)
         Which entries are stable equilibria.
     settings : ResilienceSettings
+    margin : array, shape (B, E), optional
+        Stability margins of ``x_eq`` if already computed (:func:`stability_measures`).
 
     Returns
     -------
@@ -244,7 +247,9 @@ def basin_stability(
     status, x_final = tr.status, tr.x_final
     # A slow attractor (margin m) needs ~ ln(distance / settle_tol) / m to settle: extend the
     # unsettled trajectories of such networks, else a monostable network reads basin stability 0.
-    t_need = settling_time(batch, x_eq, stable, hi - lo, s.settle_tol)
+    if margin is None:
+        margin, _ = stability_measures(batch.W, x_eq, batch.activation)
+    t_need = settling_time(batch, margin, stable, hi - lo, s.settle_tol)
     unsettled = status == TrajectoryStatus.unsettled
     ext = unsettled.any(axis=1) & (t_need > s.t_max)
     if ext.any():
@@ -538,7 +543,7 @@ def resilience_dataset(
 
     margin, react = stability_measures(np.asarray(batch.W), x_eq, batch.activation)
     return_time = np.where(stable & (margin > 0), 1.0 / np.where(margin > 0, margin, 1.0), np.nan)
-    basin = basin_stability(batch, seeds, x_eq, stable, s)
+    basin = basin_stability(batch, seeds, x_eq, stable, s, margin=margin)
     up, down, st_up, st_down = tipping_shifts(batch, x_eq, stable, s)
     robust = structural_robustness(batch, seeds, x_eq, stable, s)
     beta, theta_eff, x_eff = gao_reduction(np.asarray(batch.W), np.asarray(batch.theta), x_eq)
