@@ -152,13 +152,15 @@ def _sequential_sum(terms: np.ndarray, carry: np.ndarray) -> np.ndarray:
     return np.cumsum(np.concatenate([carry[:, None], terms], axis=1), axis=1)[:, -1]
 
 
-def _deflation_terms(y, roots, root_ok, power, shift):
-    """Per-root pieces for a block of roots: diff (K, R, d), d2 (K, R), ||y - r||^-p (K, R), ok (K, R)."""
-    diff = y[:, None, :] - np.where(root_ok[:, :, None], roots, 0.0)
-    d2 = (diff * diff).sum(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dp = d2 ** (-0.5 * power)
-    return diff, d2, dp, root_ok
+def _deflation_blocks(y, roots, root_ok, power):
+    """Per-root pieces, one block of roots at a time: (diff (K, R, d), d2 (K, R), ||y - r||^-p, ok)."""
+    for a in range(0, roots.shape[1], _DEFLATION_BLOCK):
+        ok = root_ok[:, a : a + _DEFLATION_BLOCK]
+        diff = y[:, None, :] - np.where(ok[:, :, None], roots[:, a : a + _DEFLATION_BLOCK], 0.0)
+        d2 = (diff * diff).sum(axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dp = d2 ** (-0.5 * power)
+        yield diff, d2, dp, ok
 
 
 def _deflation_log_gradient(y, roots, root_ok, power, shift):
@@ -170,26 +172,19 @@ def _deflation_log_gradient(y, roots, root_ok, power, shift):
     """
     g = np.zeros_like(y)
     on_root = np.zeros(y.shape[0], dtype=bool)
-    for a in range(0, roots.shape[1], _DEFLATION_BLOCK):
-        diff, d2, dp, ok = _deflation_terms(
-            y, roots[:, a : a + _DEFLATION_BLOCK], root_ok[:, a : a + _DEFLATION_BLOCK], power, shift
-        )
+    for diff, d2, dp, ok in _deflation_blocks(y, roots, root_ok, power):
         on_root |= (ok & (d2 == 0.0)).any(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             coef = -power * dp / d2 / (dp + shift)
         coef = np.where(ok & (d2 > 0.0), coef, 0.0)
-        contrib = coef[:, :, None] * diff  # (K, R, d)
-        g = _sequential_sum(contrib, g)
+        g = _sequential_sum(coef[:, :, None] * diff, g)
     return g, on_root
 
 
 def _deflation_log_m(y, roots, root_ok, power, shift):
     """log m(y) = sum_r log(||y - r||^-p + shift), accumulated as a running sum over roots."""
     out = np.zeros(y.shape[0])
-    for a in range(0, roots.shape[1], _DEFLATION_BLOCK):
-        _, _, dp, ok = _deflation_terms(
-            y, roots[:, a : a + _DEFLATION_BLOCK], root_ok[:, a : a + _DEFLATION_BLOCK], power, shift
-        )
+    for _, _, dp, ok in _deflation_blocks(y, roots, root_ok, power):
         with np.errstate(divide="ignore"):
             term = np.log(dp + shift)
         out = _sequential_sum(np.where(ok, term, 0.0), out)
