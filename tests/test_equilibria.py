@@ -608,21 +608,49 @@ def lu_everywhere(monkeypatch):
 
 
 @pytest.mark.parametrize("n_updates", [1, 3, None])
-@pytest.mark.parametrize("lu", [False, True])
-def test_hybrid_factored_broyden_matches_brute_force(n_updates, lu, monkeypatch):
-    """Every variant of the factored inverse (dense inverse or LU factors; re-evaluation after
-    1, 3 or the default number of Broyden updates) finds the exact 2-unit equilibria."""
+@pytest.mark.parametrize("compiled,lu", [(True, False), (False, False), (False, True)])
+def test_hybrid_factored_broyden_matches_brute_force(n_updates, compiled, lu, monkeypatch):
+    """Every variant of the hybrid search (compiled kernel; numpy waves with dense inverses or
+    LU factors; re-evaluation after 1, 3 or the default number of Broyden updates) lands only
+    on exact 2-unit equilibria and finds all nine from 256 starts."""
     from koopnet import _equilibria_newton as eqn
+    from koopnet.equilibria import _dedup, _draw_unit_starts, search_box
 
     if lu:
         monkeypatch.setattr(eqn, "_LU_MIN_DIM", 1)
-    if n_updates is not None:
-        monkeypatch.setattr(eqn, "_default_updates", lambda d: n_updates)
     W = np.array([[8.0, -1.0], [-1.0, 8.0]])
     theta = -W.sum(axis=1) / 2
-    r = find_equilibria(Network(W, theta, "logistic"), seed=0)
-    assert match(r.x, brute_force_2d(W, theta), 1e-8)
-    assert r.hits.sum() == r.n_converged
+    net = Network(W, theta, "logistic")
+    lo, hi, _ = search_box(W, theta, net.activation)
+    y0 = lo + (hi - lo) * _draw_unit_starts([0], 256, 2)
+    prob = eqn.NewtonProblem(A=W[None], c=None, basis=None, e=theta[None], activation=net.activation)
+    y, code, _, _ = eqn.powell_hybrid(
+        prob, y0, tol=1e-10, max_iter=200, divergence_radius=1e8, n_updates=n_updates,
+        compiled=compiled,
+    )
+    ok = code == eqn.StartCode.converged
+    lab = _dedup(y, ok, 1e-6)[0]
+    roots = y[0, lab == np.arange(256)]
+    assert match(roots, brute_force_2d(W, theta), 1e-8)
+
+
+def test_compiled_search_does_not_depend_on_the_other_starts():
+    """A start's result (bits) does not depend on which other starts share the kernel call."""
+    from koopnet._hybrid_kernel import hybrid_search
+
+    rng = np.random.default_rng(31)
+    N, B, S = 12, 2, 24
+    W = rng.normal(0, 8 / np.sqrt(N), (B, N, N))
+    theta = -W.sum(axis=2) / 2
+    net = np.repeat(np.arange(B), S)
+    y0 = rng.uniform(-4, 4, (B * S, N))
+    kw = dict(tol=1e-10, max_iter=200, divergence_radius=1e8)
+    ref = hybrid_search(W, None, None, theta, "logistic", net, y0, **kw)
+    sub = np.arange(0, B * S, 3)[::-1]  # other starts, other order
+    out = hybrid_search(W, None, None, theta, "logistic", net[sub], y0[sub], **kw)
+    for a, b in zip(ref, out):
+        assert a[sub].tobytes() == b.tobytes()
+    assert np.any(ref[1] == 1)  # something converged
 
 
 def test_hybrid_start_at_a_root_converges_at_once(lu_everywhere):

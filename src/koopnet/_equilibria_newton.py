@@ -533,8 +533,14 @@ def powell_hybrid(
     factor: float = 100.0,
     n_updates: int | None = None,
     chunk_elements: int = 1 << 22,
+    compiled: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Powell's hybrid method (as MINPACK ``hybrj``), vectorised over starts and networks.
+
+    With ``compiled`` (the default) and a built-in activation the search runs in the numba
+    kernel of :mod:`koopnet._hybrid_kernel` (one start at a time, LU factors and
+    Sherman-Morrison inverse updates; 3-4x faster at N = 50, 1.7x at N = 200 than the numpy
+    waves below); otherwise in numpy waves.
 
     Scaled dogleg trust region; the Jacobian is evaluated exactly (and factorised, one
     LAPACK call per start) at the start, after two consecutive poor steps and after
@@ -557,6 +563,25 @@ def powell_hybrid(
     """
     B, S, d = y0.shape
     K_all = B * S
+    act = problem.activation
+    if compiled and _compiled_activation(act):
+        from ._hybrid_kernel import hybrid_search
+
+        y, code, resid, n_iter, _ = hybrid_search(
+            problem.A,
+            problem.c,
+            problem.basis,
+            problem.e,
+            act.name,
+            np.repeat(np.arange(B), S),
+            np.asarray(y0, float).reshape(K_all, d),
+            tol=tol,
+            max_iter=max_iter,
+            divergence_radius=divergence_radius,
+            factor=factor,
+            n_updates=n_updates,
+        )
+        return y.reshape(B, S, d), code.reshape(B, S), resid.reshape(B, S), n_iter.reshape(B, S)
     if n_updates is None:
         n_updates = _default_updates(d)
     per_start = d * d + 4 * n_updates * d + 8 * problem.n_units
@@ -582,6 +607,13 @@ def powell_hybrid(
         outs[2].reshape(B, S),
         outs[3].reshape(B, S),
     )
+
+
+def _compiled_activation(act: Activation) -> bool:
+    """True when the compiled kernel knows ``act`` (a built-in activation, not a user's own)."""
+    from .activations import ACTIVATIONS
+
+    return ACTIVATIONS.get(act.name) is act
 
 
 #: Dimension from which the hybrid search keeps LU factors instead of dense inverses.
