@@ -101,6 +101,15 @@ def test_spectra_contract_and_bistable_values():
     hyper = np.isfinite(ds.taylor_lattice_error.values[0])
     assert hyper.any() and np.all(np.abs(order[hyper] - FAST.taylor_degree) < 1.3), order
     assert np.all(np.isfinite(ds.taylor_principal_residual.values[0][hyper]))
+    # principal eigenfunctions at the stable equilibria only (the first ones), both modes of N = 2
+    st = ds.eigenfunction_status.values[0]
+    n_stable = int(np.sum(np.isin(eq.eq_type.values[0], [0, 1])))
+    assert np.all(st[:n_stable, :2] == 0) and np.all(st[n_stable:] == -1) and np.all(st[:, 2:] == -1)
+    eo = ds.eigenfunction_residual_order.values[0]
+    D = FAST.eigenfunction_degree
+    assert np.all((eo[:n_stable, :2] >= D - 0.2) & (eo[:n_stable, :2] <= D + 1.2)), eo
+    assert np.all(np.isnan(eo[n_stable:])) and ds.eigenfunction_degree.values[0] == D
+    assert np.all(ds.eigenfunction_status.values[2] == -1)
     # network 2: unstable focus only -> no attractor, flagged, no exception
     assert ds.koopman_status.values[2] == KoopmanStatus.no_stable_equilibrium
     assert ds.gedmd_status.values[2] == GedmdStatus.no_stable_equilibrium
@@ -244,3 +253,34 @@ def test_gedmd_principal_error_ignores_spurious_eigenvalues():
     expected = np.max(match_eigenvalues(principal, genuine)[0])
     assert float(ds.gedmd_principal_error) == expected
     assert float(ds.gedmd_principal_error) > np.max(match_eigenvalues(principal, ev)[0])
+
+
+def test_eigenfunctions_at_larger_n_and_degree_threshold():
+    """N = 30 (beyond the Taylor generator): 3 slowest modes at the stable equilibrium, residual order
+    = degree (3, or 2 above eigenfunction_cubic_max_units; tolerance as in the library test), skipped
+    above eigenfunction_max_units; linear activation: exact, order undefined (NaN)."""
+    rng = np.random.default_rng(5)
+    n = 30
+    W = rng.normal(size=(1, n, n)) * 0.8 / np.sqrt(n)  # gain < 1 for tanh: one stable equilibrium
+    x = rng.normal(size=n) * 0.3
+    theta = x - W[0] @ np.tanh(x)
+    batch = NetworkBatch(W, theta[None], "tanh")
+    eq = _equilibria_ds(batch, [[x]])
+    for cubic_max, D in ((n, 3), (n - 1, 2)):
+        s = dataclasses.replace(FAST, eigenfunction_cubic_max_units=cubic_max)
+        ds = spectra_dataset(batch, [9], s, equilibria=eq)
+        assert ds.sizes["eigenfunction_mode"] == 3 and ds.eigenfunction_degree.values[0] == D
+        assert np.all(ds.eigenfunction_status.values[0, 0] == 0)
+        order = ds.eigenfunction_residual_order.values[0, 0]
+        assert np.all((order >= D - 0.2) & (order <= D + 1.2)), (D, order)
+        # stable x*: |k . lambda - lambda_i| >= |k| r_1 - r_i
+        r = -ds.principal_eigenvalues.values[0, 0, :3].real
+        assert np.all(ds.eigenfunction_smallest_divisor.values[0, 0] >= 2 * r[0] - r - 1e-12)
+    s = dataclasses.replace(FAST, eigenfunction_max_units=n - 1)
+    ds = spectra_dataset(batch, [9], s, equilibria=eq)
+    assert np.all(ds.eigenfunction_status.values[0, 0] == 3) and np.all(np.isnan(ds.eigenfunction_residual.values))
+    lin = NetworkBatch(W, (x - W[0] @ (x / 4 + 0.5))[None], "linear")
+    ds = spectra_dataset(lin, [9], FAST, equilibria=_equilibria_ds(lin, [[x]]))
+    assert np.all(ds.eigenfunction_status.values[0, 0] == 0)
+    assert np.all(np.isnan(ds.eigenfunction_residual_order.values[0, 0]))
+    assert np.all(ds.eigenfunction_quadratic_norm.values[0, 0] == 0)

@@ -1,7 +1,8 @@
 """Koopman generator spectra of rate networks (SCIENCE.md section 2).
 
 Exact eigenfunction families (linear networks, the single cubic neuron, feedforward networks),
-principal spectra and lattices at equilibria, the Taylor (Carleman) generator, generator EDMD with
+principal spectra and lattices at equilibria, principal eigenfunctions to degree 2-3 in Jacobian
+eigen-coordinates (any N), the Taylor (Carleman) generator (small N), generator EDMD with
 monomial and Gaussian-RBF dictionaries, generator/flow residuals, equilibria read off 1-D
 eigenfunctions, and the ``spectra`` workflow stage.
 """
@@ -14,6 +15,7 @@ from ._dictionaries import GaussianRBFDictionary, MonomialDictionary
 from ._feedforward import FeedforwardFamily, feedforward_family, feedforward_order
 from ._gedmd import GedmdResult, gedmd, sample_basin, sample_box, sample_trajectories
 from ._linear import LinearFamily, linear_family
+from ._principal import EigenfunctionStatus, PrincipalEigenfunctions, principal_eigenfunctions
 from ._residuals import Residuals, directional_derivative, flow, residuals
 from ._stage import SpectraSettings, TaylorStatus, analytic_family_of, spectra_dataset
 from ._taylor import TaylorGenerator, koopman_lattice, sigma_taylor_coefficients, taylor_generator
@@ -35,6 +37,9 @@ __all__ = [
     "sigma_taylor_coefficients",
     "TaylorGenerator",
     "taylor_generator",
+    "PrincipalEigenfunctions",
+    "principal_eigenfunctions",
+    "EigenfunctionStatus",
     # generator EDMD
     "MonomialDictionary",
     "GaussianRBFDictionary",

@@ -30,6 +30,7 @@ from ._dictionaries import GaussianRBFDictionary, MonomialDictionary
 from ._feedforward import feedforward_family, feedforward_order
 from ._gedmd import gedmd, sample_basin, sample_box, sample_trajectories
 from ._linear import linear_family
+from ._principal import EigenfunctionStatus, principal_eigenfunctions
 from ._residuals import residuals
 from ._taylor import _taylor_matrices, koopman_lattice, taylor_principal_residuals
 
@@ -113,6 +114,27 @@ class SpectraSettings:
         Held-out residual (1/time) above which a gEDMD eigenpair is flagged spurious.
     gedmd_n_modes : int
         Length of the ``gedmd_mode`` dimension (slowest gEDMD eigenvalues kept).
+    eigenfunction_modes : int
+        Length of the ``eigenfunction_mode`` dimension: principal eigenfunctions of the slowest this
+        many modes are expanded at every stable equilibrium (:func:`principal_eigenfunctions`).
+    eigenfunction_degree : int
+        Their Taylor degree D (1, 2 or 3) when N <= eigenfunction_cubic_max_units.
+    eigenfunction_cubic_max_units : int
+        Above this N the degree is min(eigenfunction_degree, 2): degree 3 costs O(N^4 / 2) per mode
+        and N^3 / 2 complex numbers of memory, degree 2 O(N^3).
+    eigenfunction_max_units : int
+        No expansion above this N (status ``skipped_too_many_units``).
+    eigenfunction_check_radius : float
+        RMS deviation per unit r of the points around each stable equilibrium (a sphere of radius
+        r sqrt(N)) at which the relative generator residual of each expanded eigenfunction is
+        measured (and r/2 for its order; state units). Per unit, so that the nonlinearity probed,
+        and with it the residual, does not fade with N (a fixed Euclidean radius put the degree-3
+        residual at N = 200 at round-off).
+    eigenfunction_check_points : int
+        Random directions on that sphere (drawn with stage_rng(seed, "eigenfunction_check")).
+    eigenfunction_small_divisor : float
+        Divisors |k . lambda - lambda_i| <= this * max(1, max |lambda|) (1/time) count as resonant:
+        their coefficients are set to 0 and the mode is flagged.
     """
 
     lattice_order: int = 3
@@ -141,6 +163,13 @@ class SpectraSettings:
     gedmd_trajectory_length: int = 10
     gedmd_spurious_threshold: float = 1e-2
     gedmd_n_modes: int = 32
+    eigenfunction_modes: int = 3
+    eigenfunction_degree: int = 3
+    eigenfunction_cubic_max_units: int = 200
+    eigenfunction_max_units: int = 1000
+    eigenfunction_check_radius: float = 0.05
+    eigenfunction_check_points: int = 32
+    eigenfunction_small_divisor: float = 1e-8
 
     def __post_init__(self) -> None:
         if not self.taylor_check_radius > 0 or self.taylor_check_points < 1:
@@ -155,6 +184,12 @@ class SpectraSettings:
             raise ValueError("gedmd_sampling must be 'box', 'basin' or 'trajectories'")
         if self.gedmd_trajectory_length < 2:
             raise ValueError("gedmd_trajectory_length must be >= 2 (states per trajectory)")
+        if self.eigenfunction_degree not in (1, 2, 3) or self.eigenfunction_modes < 1:
+            raise ValueError("eigenfunction_degree must be 1, 2 or 3 and eigenfunction_modes >= 1")
+        if not self.eigenfunction_check_radius > 0 or self.eigenfunction_check_points < 1:
+            raise ValueError("eigenfunction_check_radius must be > 0 and eigenfunction_check_points >= 1")
+        if not self.eigenfunction_small_divisor >= 0:
+            raise ValueError("eigenfunction_small_divisor must be >= 0")
 
 
 def analytic_family_of(network: Network) -> AnalyticFamily:
@@ -336,6 +371,7 @@ def spectra_dataset(
         kstatus[b] = int(KoopmanStatus.ok)
 
     gd = _gedmd_part(batch, seeds, s, x_eq_all, stable, principal)
+    ef = _eigenfunction_part(batch, seeds, s, x_eq_all, stable)
 
     net = ("network",)
     neq = ("network", "equilibrium")
@@ -403,8 +439,74 @@ def spectra_dataset(
         "koopman_slowest_equilibrium": v(net, slowest_eq, "index of the attractor realising koopman_slowest_rate (-1 none)"),
         "koopman_status": xr.Variable(net, kstatus, flag_attrs(KoopmanStatus, "attractor Koopman spectrum status")),
         **gd,
+        **ef,
     }
     return xr.Dataset(data)
+
+
+def _eigenfunction_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable) -> dict:
+    """Principal eigenfunctions of the slowest modes at every stable equilibrium, checked against f."""
+    B, N = len(batch), batch.n_units
+    E = x_eq_all.shape[1]
+    M = int(s.eigenfunction_modes)
+    m = min(M, N)
+    degree = int(s.eigenfunction_degree) if N <= s.eigenfunction_cubic_max_units else min(int(s.eigenfunction_degree), 2)
+    shape = (B, E, M)
+    res = np.full(shape, np.nan)
+    order = np.full(shape, np.nan)
+    divisor = np.full(shape, np.nan)
+    norm2 = np.full(shape, np.nan)
+    status = np.full(shape, -1, np.int8)
+    skip = N > s.eigenfunction_max_units
+    for b in range(B):
+        idx = np.flatnonzero(stable[b])
+        if idx.size == 0:
+            continue
+        if skip:
+            status[b, idx, :m] = int(EigenfunctionStatus.skipped_too_many_units)
+            continue
+        # directions drawn for every equilibrium slot up to the last stable one: independent of the batch's E
+        u = stage_rng(int(seeds[b]), "eigenfunction_check").standard_normal((idx[-1] + 1, s.eigenfunction_check_points, N))
+        u /= np.linalg.norm(u, axis=-1, keepdims=True)
+        net = batch[b]
+        for e in idx:
+            with np.errstate(all="ignore"):
+                pe = principal_eigenfunctions(net, x_eq_all[b, e], m, degree, s.eigenfunction_small_divisor)
+                res[b, e, :m], order[b, e, :m] = pe.residual_order(u[e], s.eigenfunction_check_radius * np.sqrt(N))
+            status[b, e, :m] = pe.status
+            divisor[b, e, :m] = pe.smallest_divisor
+            if pe.quadratic is not None:
+                norm2[b, e, :m] = np.linalg.norm(pe.quadratic, axis=(1, 2))
+    efm = ("network", "equilibrium", "eigenfunction_mode")
+
+    def v(data, long_name, units="1", **attrs):
+        return xr.Variable(efm, data, {"long_name": long_name, "units": units, **attrs})
+
+    note = ("NaN (status -1) at padding, at equilibria that are not stable, and for modes beyond N; "
+            "eigenfunction_mode q is mode q of principal_eigenvalues (slowest first)")
+    return {
+        "eigenfunction_degree": xr.Variable(("network",), np.full(B, -1 if skip else degree, np.int8), {
+            "long_name": "Taylor degree D of the principal eigenfunctions (eigenfunction_degree up to "
+                         "eigenfunction_cubic_max_units units, at most 2 above; -1 not computed)", "units": "1"}),
+        "eigenfunction_residual": v(
+            res, "relative generator residual rms(grad psi . f - lambda psi) / rms(psi) of the degree-D principal "
+            "eigenfunction on a sphere of radius eigenfunction_check_radius sqrt(N) around the stable equilibrium", "1/time",
+            eigenfunction_check_radius=float(s.eigenfunction_check_radius), comment=note),
+        "eigenfunction_residual_order": v(
+            order, "log2 of that residual at radius r over radius r/2: about D (D + 1 when the degree-(D+1) term "
+            "vanishes) when the Taylor coefficients are right",
+            comment="NaN also when the residual is at round-off (linear activation: psi exact) or the mode is resonant"),
+        "eigenfunction_smallest_divisor": v(
+            divisor, "smallest divisor |k . lambda - lambda_i| (2 <= |k| <= D) of the homological equations", "1/time",
+            comment=">= |k| r_1 - r_i (r = -Re lambda) at a stable equilibrium, so the slowest modes are far from "
+                    "resonance"),
+        "eigenfunction_quadratic_norm": v(
+            norm2, "Frobenius norm of the degree-2 coefficients C of psi = y_i + y^T C y + ... in the Jacobian's "
+            "eigen-coordinates y (unit-norm eigenvectors)", "1/state",
+            comment="how fast the isostables of the mode curve away from the eigenvector hyperplanes; NaN when D < 2"),
+        "eigenfunction_status": xr.Variable(efm, status, flag_attrs(
+            EigenfunctionStatus, "principal eigenfunction expansion status", padding=True)),
+    }
 
 
 def _gedmd_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable, principal) -> dict:
