@@ -132,6 +132,12 @@ def test_resume_after_sigkill(tmp_path, reference, reference_dir):
         ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "seeds_per_job": 5}}}, "sweeps.s.seeds_per_job"),
         ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "params": {"q": 1}}}}, "sweeps.s.params.q"),
         ({"equilibria": {"n_startz": 3}}, "n_startz"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "params": {"g": [2, 2.0]}}}}, "sweeps.s.params.g"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "ensemble": "sparse", "params": {"p": 1.5}}}},
+         "sweeps.s.params.p"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "seeds": 2.0}}}, "sweeps.s.seeds"),
+        ({"dimension": {"t_max": 10.0, "t_discard": 50.0}}, "t_discard"),
+        ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "N": 10**6}}}, "GiB"),
     ],
 )
 def test_invalid_config_fails_before_any_job(tmp_path, change, key):

@@ -515,7 +515,8 @@ class DimensionSettings:
         if not 0.0 < self.energy_fraction <= 1.0:
             raise ValueError("energy_fraction must be in (0, 1]")
         if not 0.0 <= self.t_discard < self.t_max:
-            raise ValueError("need 0 <= t_discard < t_max")
+            raise ValueError(f"t_discard = {self.t_discard} must be in [0, t_max = {self.t_max}) "
+                             "(ongoing activity is sampled on [t_discard, t_max])")
         if self.n_samples < 2 or self.n_initial_conditions < 1:
             raise ValueError("need n_samples >= 2 and n_initial_conditions >= 1")
         if self.slow_tau <= 0 or self.koopman_tol < 0 or self.ic_scale < 0:

@@ -13,14 +13,20 @@ g^2 / N have eigenvalues filling the disc of radius g).
 from __future__ import annotations
 
 import inspect
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 __all__ = [
     "ENSEMBLES",
     "THETA_MODES",
+    "Parameter",
+    "PARAMETERS",
+    "THETA_PARAMETERS",
+    "check_parameter",
     "WeightFileError",
     "draw_weights",
     "draw_theta",
@@ -182,21 +188,135 @@ THETA_MODES: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
+@dataclass(frozen=True)
+class Parameter:
+    """Declaration of one sweepable parameter: its type, range, default and meaning.
+
+    Parameters of :data:`PARAMETERS` / :data:`THETA_PARAMETERS` are checked against these
+    declarations before any job runs (:func:`check_parameter`), so a bad value is reported
+    with its config key rather than as a traceback inside a job.
+
+    Attributes
+    ----------
+    kind : {"number", "integer", "boolean", "string"}
+        ``number``: a finite real (not a boolean); ``integer``: an int (not 2.0, not a boolean).
+    default : object
+        Default (must equal the keyword default of the function that takes it; tested).
+    description : str
+    minimum, maximum : float, optional
+        Inclusive bounds, or exclusive ones when ``exclusive_minimum`` / ``exclusive_maximum``.
+    at_most_units : bool
+        The value may not exceed the number of units N (e.g. a rank).
+    """
+
+    kind: str
+    default: Any
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    at_most_units: bool = False
+
+    def problem(self, value: Any, n_units: int | None = None) -> str | None:
+        """What is wrong with ``value`` (a sentence), or None when it is acceptable."""
+        if self.kind in ("number", "integer"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"must be {'an integer' if self.kind == 'integer' else 'a number'}, got {value!r}"
+            if self.kind == "integer" and not isinstance(value, int):
+                return f"must be an integer, got {value!r}"
+            if not math.isfinite(value):
+                return f"must be finite, got {value!r}"
+            lo, hi = self.minimum, self.maximum
+            if lo is not None and (value <= lo if self.exclusive_minimum else value < lo):
+                return f"must be {'>' if self.exclusive_minimum else '>='} {lo}, got {value!r}"
+            if hi is not None and (value >= hi if self.exclusive_maximum else value > hi):
+                return f"must be {'<' if self.exclusive_maximum else '<='} {hi}, got {value!r}"
+            if self.at_most_units and n_units is not None and value > n_units:
+                return f"must be <= N = {n_units}, got {value!r}"
+            return None
+        expected = {"boolean": bool, "string": str}[self.kind]
+        if not isinstance(value, expected):
+            return f"must be a {self.kind}, got {value!r}"
+        return None
+
+
+_GAIN = Parameter("number", 1.0, "gain: scales the random part so that its spectral radius is about g")
+
+#: Every ensemble's sweepable parameters (a new ensemble adds one entry; its function's keyword
+#: defaults must agree, see tests/test_ensembles.py).
+PARAMETERS: dict[str, dict[str, Parameter]] = {
+    "gaussian": {"g": _GAIN, "mu": Parameter("number", 0.0, "mean coupling: outlier eigenvalue near mu")},
+    "sparse": {
+        "g": _GAIN,
+        "p": Parameter("number", 0.1, "link density", minimum=0.0, exclusive_minimum=True, maximum=1.0),
+    },
+    "dale": {
+        "g": _GAIN,
+        "f_exc": Parameter("number", 0.8, "fraction of excitatory units", minimum=0.0, maximum=1.0),
+        "balanced": Parameter("boolean", True, "scale inhibition so that the mean input is zero"),
+    },
+    "lowrank": {
+        "rank": Parameter("integer", 1, "rank of the structured part", minimum=0, at_most_units=True),
+        "strength": Parameter("number", 2.0, "singular value of the structured part"),
+        "g": Parameter("number", 0.0, "gain of the Gaussian noise added to the structure"),
+    },
+    "symmetric": {"g": _GAIN},
+    "hebbian": {
+        "patterns": Parameter("integer", 1, "number of stored +-1 patterns", minimum=1),
+        "g": _GAIN,
+    },
+    "feedforward": {
+        "g": _GAIN,
+        "layers": Parameter("integer", 0, "number of layers (0: every link j -> i with j < i)", minimum=0),
+    },
+    "orthogonal": {"g": _GAIN},
+    "file": {"path": Parameter("string", None, "weight file (.npy, .npz, .nc), relative to the working directory")},
+}
+
+_THETA_VALUE = Parameter("number", 0.0, "constant added to every unit's input (state units)")
+#: Every theta mode's parameters (same rules as :data:`PARAMETERS`).
+THETA_PARAMETERS: dict[str, dict[str, Parameter]] = {
+    "zero": {},
+    "constant": {"theta_value": _THETA_VALUE},
+    "gaussian": {
+        "theta_std": Parameter("number", 1.0, "standard deviation of the Gaussian inputs", minimum=0.0),
+        "theta_value": _THETA_VALUE,
+    },
+    "centered": {"theta_value": _THETA_VALUE},
+}
+
+
+def check_parameter(where: str, key: str, value: Any, ensemble: str, theta_mode: str,
+                    n_units: int | None = None) -> None:
+    """Raise ValueError (message starting with ``where``) unless ``value`` suits ``key``.
+
+    ``key`` is looked up in the ensemble's declarations first, then in the theta mode's; a
+    key that neither takes passes (the caller decides whether that is an error).
+    """
+    spec = PARAMETERS.get(ensemble, {}).get(key) or THETA_PARAMETERS.get(theta_mode, {}).get(key)
+    if spec is None:
+        return
+    problem = spec.problem(value, n_units)
+    if problem:
+        raise ValueError(f"{where}: {problem} ({spec.description})")
+
+
 def _parameters(fn: Callable, skip: int) -> dict[str, object]:
     params = list(inspect.signature(fn).parameters.values())[skip:]
     return {p.name: p.default for p in params}
 
 
 def ensemble_parameters(name: str) -> dict[str, object]:
-    """Sweepable parameters of ensemble ``name`` with their defaults."""
+    """Sweepable parameters of ensemble ``name`` with their defaults (from :data:`PARAMETERS`)."""
     if name == "file":
         return {}
-    return _parameters(ENSEMBLES[name], skip=2)
+    return {k: p.default for k, p in PARAMETERS[name].items()}
 
 
 def theta_parameters(mode: str) -> dict[str, object]:
-    """Parameters of theta mode ``mode`` with their defaults."""
-    return _parameters(THETA_MODES[mode], skip=2)
+    """Parameters of theta mode ``mode`` with their defaults (from :data:`THETA_PARAMETERS`)."""
+    return {k: p.default for k, p in THETA_PARAMETERS[mode].items()}
 
 
 def draw_weights(name: str, n_units: int, rng: np.random.Generator, **params) -> np.ndarray:
@@ -286,12 +406,13 @@ def load_weight_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if theta is not None:
         theta = np.asarray(theta, dtype=float)
         n_steps, n_units = W.shape[0], W.shape[1]
-        if theta.ndim == 1:
+        theta_shape = theta.shape  # reported as given, before broadcasting
+        if theta.ndim == 1 and theta.shape[0] == n_units:
             theta = np.broadcast_to(theta, (n_steps, theta.shape[0]))
         if theta.shape != (n_steps, n_units):
             raise WeightFileError(
                 f"weight file {path}: theta must have shape ({n_units},) or ({n_steps}, {n_units}), "
-                f"got {theta.shape}"
+                f"got {theta_shape}"
             )
         if not np.all(np.isfinite(theta)):
             raise WeightFileError(f"weight file {path}: theta contains NaN or inf")

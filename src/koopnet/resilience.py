@@ -113,6 +113,9 @@ class ResilienceSettings:
                 raise ValueError(f"{name} must be positive")
         if self.box_widen < 0 or self.box_halfwidth <= 0:
             raise ValueError("box_widen must be >= 0 and box_halfwidth > 0")
+        if self.tipping_initial_step > self.tipping_max_step:
+            raise ValueError(f"tipping_initial_step = {self.tipping_initial_step} must be <= "
+                             f"tipping_max_step = {self.tipping_max_step}")
 
 
 # --------------------------------------------------------------------------- local measures

@@ -32,6 +32,7 @@ from .activations import ACTIVATIONS
 from .ensembles import (
     ENSEMBLES,
     THETA_MODES,
+    check_parameter,
     draw_theta,
     draw_weights,
     ensemble_parameters,
@@ -125,7 +126,7 @@ def expand_sweep(name: str, sweep: Mapping[str, Any], base_dir: str | Path = "."
         where = f"{key}.params.{k}" if k in params else f"{key}.{k}"
         if len(v) == 0:
             raise ConfigError(f"{where}: empty list")
-        if len(set(map(_canonical, v))) != len(v):
+        if len(set(_canonical(_number(x)) for x in v)) != len(v):  # 2 and 2.0 are one value
             raise ConfigError(f"{where}: repeated values {v}")
     for ens in axes["ensemble"]:
         if ens != "file" and ens not in ENSEMBLES:
@@ -141,7 +142,11 @@ def expand_sweep(name: str, sweep: Mapping[str, Any], base_dir: str | Path = "."
     for n in axes.get("N", []):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"{key}.N: must be a positive integer, got {n!r}")
-    seeds, per_job = int(sweep.get("seeds", 1)), int(sweep.get("seeds_per_job", 1))
+    for k in ("seeds", "seeds_per_job"):
+        v = sweep.get(k, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{key}.{k}: must be a positive integer, got {v!r}")
+    seeds, per_job = sweep.get("seeds", 1), sweep.get("seeds_per_job", 1)
     if per_job > seeds:
         raise ConfigError(f"{key}.seeds_per_job: {per_job} exceeds seeds = {seeds}")
 
@@ -159,6 +164,13 @@ def expand_sweep(name: str, sweep: Mapping[str, Any], base_dir: str | Path = "."
         missing = [e for e in axes["ensemble"] if not is_file and k not in ensemble_parameters(e)]
         if missing and not any(k in theta_parameters(t) for t in axes["theta_mode"]):
             raise ConfigError(f"{key}.params.{k}: not a parameter of ensemble(s) {missing}")
+    for k in params:  # types and ranges declared in ensembles.PARAMETERS / THETA_PARAMETERS
+        for v in axes[k]:
+            for ens, mode, n in itertools.product(axes["ensemble"], axes["theta_mode"], axes.get("N", [None])):
+                try:
+                    check_parameter(f"{key}.params.{k}", k, v, ens, mode, n)
+                except ValueError as err:
+                    raise ConfigError(str(err)) from None
     if is_file:
         if "path" not in params:
             raise ConfigError(f"{key}.params.path: the 'file' ensemble needs a weight file path")

@@ -2,50 +2,29 @@
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
+import yaml
+
+from koopnet.config import check_resources, check_stage_settings, schema_errors
 from koopnet.ensembles import WeightFileError
 from koopnet.pipeline import STAGES
 from koopnet.sweep import ConfigError, expand_sweep, seed_chunks, source_hash
 
 
 def _validate_config():
-    """Schema validation (fills defaults); errors name the key path, without the schema dump."""
+    """Schema validation (fills defaults) and the settings' cross-key constraints; errors name the key path."""
+    schema_file = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+    lines = schema_errors(config, yaml.safe_load(schema_file.read_text()))
+    if lines:
+        detail = "\n".join(lines)
+        raise WorkflowError(f"Invalid config ({schema_file.name}):\n{detail}")
+    validate(config, "../schemas/config.schema.yaml")  # fills the defaults
     try:
-        validate(config, "../schemas/config.schema.yaml")
-    except WorkflowError as original:
-        import jsonschema
-        import yaml
-
-        schema_file = (
-            Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-        )
-        schema = yaml.safe_load(schema_file.read_text())
-        errors = sorted(
-            jsonschema.Draft7Validator(schema).iter_errors(config),
-            key=lambda e: list(map(str, e.absolute_path)),
-        )
-        lines = []
-        for err in errors:
-            # oneOf/anyOf: report the most specific alternative's complaint
-            if err.context:
-                err = min(err.context, key=lambda e: -len(e.absolute_path))
-            where = ".".join(map(str, err.absolute_path)) or "(top level)"
-            hint = ""
-            if (
-                err.validator == "additionalProperties"
-            ):  # a misspelt key: name the closest ones
-                import difflib
-
-                known = list(err.schema.get("properties", {}))
-                extra = [k for k in err.instance if k not in known]
-                near = {k: difflib.get_close_matches(k, known, n=1) for k in extra}
-                hint = "".join(
-                    f" (did you mean {m[0]!r} for {k!r}?)" for k, m in near.items() if m
-                )
-            lines.append(f"  {where}: {err.message}{hint}")
-        detail = "\n".join(lines) or f"  {original}"
-        raise WorkflowError(f"Invalid config ({schema_file.name}):\n{detail}") from None
+        check_stage_settings(config)
+    except ConfigError as err:
+        raise WorkflowError(f"Invalid config: {err}") from None
 
 
 _validate_config()
@@ -60,6 +39,15 @@ def _expand_all_sweeps():
             raise WorkflowError(f"Invalid config: {err}") from None
         chunks = seed_chunks(sweep.get("seeds", 1), sweep.get("seeds_per_job", 1))
         grids[name] = ({p.id: p for p in points}, chunks)
+    sizes = {
+        name: ([p.n_units for p in points.values()], max(map(len, chunks)))
+        for name, (points, chunks) in grids.items()
+    }
+    try:  # memory and time of the largest job, before the DAG is built
+        for warning in check_resources(config, sizes):
+            logger.warning(f"Warning: {warning}")
+    except ConfigError as err:
+        raise WorkflowError(f"Invalid config: {err}") from None
     return grids
 
 

@@ -1,0 +1,275 @@
+"""Checking a workflow config before any job runs.
+
+Everything here runs when the workflow starts (``workflow/rules/common.smk``), before the DAG
+is built, and raises :class:`~koopnet.sweep.ConfigError` naming the key (``sweeps.gain.params.p``,
+``dimension.t_discard``) or the file:
+
+- :func:`schema_errors`: the JSON schema, with integers that really are integers (JSON
+  schema counts 2.0 as an integer) and the most specific complaint of a ``oneOf``;
+- :func:`check_stage_settings`: constraints between keys of a stage section, as the settings
+  dataclasses state them in their ``__post_init__`` (e.g. ``t_discard < t_max``);
+- :func:`estimate_job` / :func:`check_resources`: memory and work of the largest job of each
+  sweep from the cost formulas of the stages (N^2 floats per W, starts x N^3 per Newton
+  iteration, C(N + D, D) Taylor monomials); refuse what cannot fit in memory, warn with an
+  estimated time for what is merely long;
+- :func:`load_config_file`: a YAML file read with its name (and line) in every error.
+
+Ensemble and theta parameters are checked by :func:`koopnet.sweep.expand_sweep` against
+their declarations (:data:`koopnet.ensembles.PARAMETERS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .sweep import ConfigError
+
+__all__ = [
+    "schema_errors",
+    "check_stage_settings",
+    "JobEstimate",
+    "estimate_job",
+    "check_resources",
+    "load_config_file",
+    "FLOP_RATE",
+]
+
+#: Assumed sustained rate of one core (floating-point operations per second) for time estimates.
+FLOP_RATE = 1e9
+#: A job estimated to take longer than this (seconds) is announced with its estimated time.
+LONG_JOB_SECONDS = 600.0
+
+
+def _strict_validator(schema: Mapping):
+    """Draft 7 validator whose ``integer`` excludes 2.0 and whose ``number`` excludes NaN and inf."""
+    import jsonschema
+
+    base = jsonschema.Draft7Validator
+    checker = base.TYPE_CHECKER.redefine_many({
+        "integer": lambda _, v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda _, v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    })
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
+
+
+def _most_specific(err):
+    """Of a oneOf/anyOf's alternatives, the complaint of the one whose type fits the value."""
+    while err.context:
+        by_alternative: dict = {}
+        for e in err.context:
+            by_alternative.setdefault(e.relative_schema_path[0], []).append(e)
+        # an alternative fits the value's type when it has no type complaint about the value itself
+        fitting = [errs for errs in by_alternative.values()
+                   if not any(e.validator == "type" and not e.relative_path for e in errs)]
+        candidates = fitting[0] if fitting else list(err.context)
+        err = max(candidates, key=lambda e: len(e.absolute_path))
+    return err
+
+
+def schema_errors(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """One line per violation of ``schema``: ``key.path: problem`` (with a spelling hint for unknown keys)."""
+    errors = sorted(_strict_validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    lines = []
+    for err in errors:
+        err = _most_specific(err)
+        where = ".".join(map(str, err.absolute_path)) or "(top level)"
+        message, hint = err.message, ""
+        if err.validator == "additionalProperties":  # a misspelt key: name the closest ones
+            known = list(err.schema.get("properties", {}))
+            extra = [k for k in err.instance if k not in known]
+            near = {k: difflib.get_close_matches(k, known, n=1) for k in extra}
+            hint = "".join(f" (did you mean {m[0]!r} for {k!r}?)" for k, m in near.items() if m)
+        elif err.validator == "minItems" and err.instance == []:
+            message = "empty list (give at least one value)"
+        elif err.validator == "type" and isinstance(err.instance, float) and not math.isfinite(err.instance):
+            message = f"{err.instance!r} is not a finite number"
+        lines.append(f"  {where}: {message}{hint}")
+    return lines
+
+
+def check_stage_settings(config: Mapping[str, Any]) -> None:
+    """Build every stage's settings from the config, so cross-key constraints fail now, not in a job.
+
+    Raises
+    ------
+    ConfigError
+        ``<section>: <problem>``, e.g. ``dimension: t_discard = 50.0 must be < t_max = 10.0``.
+    """
+    from .pipeline import STAGES, stage_settings
+
+    for entries in STAGES.values():
+        for module, _func, cls_name, section, _needs in entries:
+            cls = getattr(importlib.import_module(module), cls_name)
+            try:
+                stage_settings(cls, config.get(section), section)
+            except (TypeError, ValueError) as err:
+                text = str(err)
+                raise ConfigError(text if text.startswith(f"{section}") else f"{section}: {text}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobEstimate:
+    """Peak memory and work of one job (a lower bound on memory, the order of magnitude of time).
+
+    Attributes
+    ----------
+    memory_bytes : float
+        Largest term of the job's peak memory (bytes).
+    seconds : float
+        Floating-point work of the job divided by :data:`FLOP_RATE` (seconds on one core).
+    parts : dict
+        Work (seconds) by stage part, for the message.
+    memory_parts : dict
+        Memory (bytes) by stage part.
+    """
+
+    memory_bytes: float
+    seconds: float
+    parts: dict
+    memory_parts: dict
+
+
+def _setting(config: Mapping[str, Any], section: str, key: str):
+    """A stage setting from the config, else its dataclass default."""
+    from .pipeline import STAGES
+
+    value = (config.get(section) or {}).get(key)
+    if value is not None:
+        return value
+    for entries in STAGES.values():
+        for module, _f, cls_name, sec, _n in entries:
+            if sec == section:
+                cls = getattr(importlib.import_module(module), cls_name)
+                return {f.name: f.default for f in dataclasses.fields(cls)}[key]
+    raise KeyError(f"{section}.{key}")
+
+
+def estimate_job(config: Mapping[str, Any], n_units: int, n_networks: int) -> JobEstimate:
+    """Memory and work of a job of ``n_networks`` networks of ``n_units`` units.
+
+    Cost formulas (B networks, N units, S Newton starts, D the Taylor degree):
+    W and its eigen/singular decompositions hold ~4 N^2 floats per network (8 bytes each) plus
+    O(N^2) LAPACK workspace; a Newton iteration of S starts factorises S Jacobians (2/3 N^3
+    flops each, ~20 iterations per start) with at most max(chunk_elements, N^2) floats of
+    temporaries; the Taylor generator (N <= taylor_max_units) is a dense K x K complex
+    eigenproblem with K = C(N + D, D) (~25 K^3 flops, 3 K^2 complex numbers); gEDMD
+    (N <= gedmd_max_units) a K' x K' one with K' = C(N + gedmd_degree, gedmd_degree); the
+    dimension stage integrates n_initial_conditions trajectories of n_samples states (~2 N^2
+    flops per right-hand side, ~10 per sample); continuation and removal solve N x N systems
+    (~100 solves per stable equilibrium). Only the equilibria found are unknown: one per
+    network is assumed, so the estimates are lower bounds for multistable networks.
+    """
+    N, B = int(n_units), int(n_networks)
+    f8 = 8.0
+    S = _setting(config, "equilibria", "n_starts")
+    chunk = _setting(config, "equilibria", "chunk_elements")
+    mem = {
+        "weights": f8 * N * N * (4 * B + 2),
+        "newton": f8 * max(min(S * N * N, chunk), N * N) * 3,
+    }
+    work = {
+        "weights": B * 30.0 * N**3,
+        "newton": B * S * 20 * (2.0 / 3.0 * N**3 + 2.0 * N**2),
+    }
+    if N <= _setting(config, "spectra", "taylor_max_units"):
+        K = math.comb(N + _setting(config, "spectra", "taylor_degree"), N)
+        mem["taylor"] = 16.0 * 3 * K * K
+        work["taylor"] = B * 25.0 * K**3
+    if N <= _setting(config, "spectra", "gedmd_max_units"):
+        K = math.comb(N + _setting(config, "spectra", "gedmd_degree"), N)
+        n_samp = _setting(config, "spectra", "gedmd_n_samples") + _setting(config, "spectra", "gedmd_n_test")
+        mem["gedmd"] = 16.0 * 3 * K * K + f8 * n_samp * K * 2
+        work["gedmd"] = B * (25.0 * K**3 + 2.0 * n_samp * K * K)
+    M = _setting(config, "dimension", "n_initial_conditions")
+    T = _setting(config, "dimension", "n_samples")
+    mem["dimension"] = f8 * B * M * T * N
+    work["dimension"] = B * M * T * 10 * 2.0 * N * N
+    R = _setting(config, "resilience", "n_initial_conditions")
+    steps = _setting(config, "resilience", "t_max") * 10
+    work["resilience"] = B * (R * steps * 2.0 * N * N + 100 * (2.0 / 3.0) * N**3)
+    return JobEstimate(max(mem.values()), sum(work.values()) / FLOP_RATE,
+                       {k: v / FLOP_RATE for k, v in work.items()}, mem)
+
+
+def _available_memory() -> float:
+    """Physical memory of this machine (bytes); the KOOPNET_MAX_MEMORY_GB environment variable overrides it."""
+    if os.environ.get("KOOPNET_MAX_MEMORY_GB"):
+        return float(os.environ["KOOPNET_MAX_MEMORY_GB"]) * 2**30
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
+def _human_time(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def check_resources(config: Mapping[str, Any], sweep_sizes: Mapping[str, tuple[Sequence[int], int]],
+                    memory_limit: float | None = None) -> list[str]:
+    """Refuse sweeps whose jobs cannot fit in memory; return warnings for jobs that take long.
+
+    Parameters
+    ----------
+    sweep_sizes : mapping
+        Sweep name -> (the N of its grid points, networks per job).
+    memory_limit : float, optional
+        Bytes available to a job (default: this machine's physical memory).
+
+    Raises
+    ------
+    ConfigError
+        ``sweeps.<name>.N: a job of N = ... needs at least ... GiB (...), more than the ... GiB ...``.
+    """
+    limit = _available_memory() if memory_limit is None else memory_limit
+    warnings = []
+    for name, (sizes, per_job) in sweep_sizes.items():
+        for N in sorted(set(int(n) for n in sizes), reverse=True):
+            est = estimate_job(config, N, per_job)
+            if est.memory_bytes > limit:
+                part = max(est.memory_parts, key=est.memory_parts.get)
+                raise ConfigError(
+                    f"sweeps.{name}.N: a job of N = {N} needs at least {est.memory_bytes / 2**30:.3g} GiB "
+                    f"({part}), more than the {limit / 2**30:.3g} GiB of memory available"
+                    + (" (lower spectra.taylor_degree or taylor_max_units)" if part == "taylor" else "")
+                )
+            if est.seconds > LONG_JOB_SECONDS:
+                part = max(est.parts, key=est.parts.get)
+                warnings.append(
+                    f"sweeps.{name}: a job of N = {N} ({per_job} network(s)) is estimated at "
+                    f"~{_human_time(est.seconds)} of one core (mostly {part}; order of magnitude)"
+                )
+            break  # the largest N bounds the others
+    return warnings
+
+
+def load_config_file(path: str | os.PathLike) -> dict:
+    """Read a YAML/JSON config, naming the file (and the line of a syntax error) in any error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"config file {path}: cannot be read ({err.strerror})") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"config file {path}{where}: YAML syntax error ({problem})") from None
+    if config is None:
+        raise ConfigError(f"config file {path}: empty")
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path}: must be a mapping of keys, got a {type(config).__name__}")
+    return config

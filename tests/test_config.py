@@ -1,0 +1,122 @@
+"""Bad configs are rejected before any job runs, with the key (or file) named."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from koopnet.config import check_resources, check_stage_settings, estimate_job, load_config_file, schema_errors
+from koopnet.ensembles import ENSEMBLES, PARAMETERS, THETA_MODES, THETA_PARAMETERS, WeightFileError, load_weight_file
+from koopnet.sweep import ConfigError, expand_sweep
+
+SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SWEEP = {"ensemble": "gaussian", "activation": "tanh", "theta_mode": "centered", "N": 3, "params": {"g": 2.0}}
+
+
+def test_declarations_match_the_functions():
+    # one declaration per keyword of every ensemble / theta mode, with the function's default
+    for table, functions in ((PARAMETERS, ENSEMBLES), (THETA_PARAMETERS, THETA_MODES)):
+        for name, fn in functions.items():
+            kwargs = {p.name: p.default for p in list(inspect.signature(fn).parameters.values())[2:]}
+            assert {k: d.default for k, d in table[name].items()} == kwargs, name
+            assert all(d.description for d in table[name].values()), name
+    assert set(PARAMETERS) == set(ENSEMBLES) | {"file"}
+
+
+@pytest.mark.parametrize(
+    "change, key, words",
+    [
+        ({"params": {"g": [2, 2.0]}}, "sweeps.s.params.g", "repeated"),  # equal numbers, different text
+        ({"ensemble": "sparse", "params": {"p": 0.0}}, "sweeps.s.params.p", "> 0.0"),
+        ({"ensemble": "sparse", "params": {"p": 1.5}}, "sweeps.s.params.p", "<= 1.0"),
+        ({"ensemble": "dale", "params": {"f_exc": 2.0}}, "sweeps.s.params.f_exc", "<= 1.0"),
+        ({"ensemble": "lowrank", "params": {"rank": 5}}, "sweeps.s.params.rank", "N = 3"),
+        ({"ensemble": "lowrank", "params": {"rank": 1.0}}, "sweeps.s.params.rank", "integer"),
+        ({"ensemble": "hebbian", "params": {"patterns": -1}}, "sweeps.s.params.patterns", ">= 1"),
+        ({"params": {"g": "abc"}}, "sweeps.s.params.g", "number"),
+        ({"params": {"g": float("nan")}}, "sweeps.s.params.g", "finite"),
+        ({"params": {"g": [1.0, float("inf")]}}, "sweeps.s.params.g", "finite"),
+        ({"params": {"g": True}}, "sweeps.s.params.g", "number"),
+        ({"ensemble": "dale", "params": {"balanced": 1}}, "sweeps.s.params.balanced", "boolean"),
+        ({"theta_mode": "gaussian", "params": {"theta_std": -1.0}}, "sweeps.s.params.theta_std", ">= 0"),
+        ({"seeds": 2.0}, "sweeps.s.seeds", "integer"),
+        ({"seeds": 2, "seeds_per_job": True}, "sweeps.s.seeds_per_job", "integer"),
+    ],
+)
+def test_bad_parameter_values_name_the_key(change, key, words):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as info:
+        expand_sweep("s", {**SWEEP, **change})
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "change, where, words",
+    [
+        ({"sweeps": {"s": {**SWEEP, "ensemble": []}}}, "sweeps.s.ensemble", "empty list"),
+        ({"sweeps": {"s": {**SWEEP, "seeds": 2.0}}}, "sweeps.s.seeds", "integer"),
+        ({"sweeps": {"s": {**SWEEP, "params": {"g": float("nan")}}}}, "sweeps.s.params.g", "finite"),
+        ({"sweeps": {"s": SWEEP}, "equilibria": {"n_starts": 2.0}}, "equilibria.n_starts", "integer"),
+    ],
+)
+def test_schema_names_the_key(change, where, words):
+    lines = schema_errors(change, SCHEMA)
+    assert len(lines) == 1 and where in lines[0] and words in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({"dimension": {"t_max": 10.0, "t_discard": 50.0}}, ["dimension", "t_discard = 50.0", "t_max = 10.0"]),
+        ({"resilience": {"tipping_initial_step": 1.0, "tipping_max_step": 0.5}}, ["resilience", "tipping_initial_step"]),
+    ],
+)
+def test_cross_key_constraints_name_the_keys(config, words):
+    with pytest.raises(ConfigError) as info:
+        check_stage_settings({"sweeps": {"s": SWEEP}, **config})
+    assert all(w in str(info.value) for w in words), str(info.value)
+    check_stage_settings({"sweeps": {"s": SWEEP}})  # the defaults are consistent
+
+
+def test_memory_that_cannot_fit_is_refused_with_the_number():
+    # N = 10^6: one W alone is 8 N^2 bytes = 7.28 TiB
+    with pytest.raises(ConfigError, match=r"sweeps\.big\.N") as info:
+        check_resources({}, {"big": ([10**6], 1)}, memory_limit=64 * 2**30)
+    gib = float(str(info.value).split("at least ")[1].split(" GiB")[0])
+    assert gib >= 8 * 1e12 / 2**30
+    # taylor_degree 30 at N = 6: K = C(36, 6) = 1,947,792 monomials, a K x K complex matrix
+    config = {"spectra": {"taylor_degree": 30}}
+    with pytest.raises(ConfigError, match="taylor"):
+        check_resources(config, {"s": ([6], 1)}, memory_limit=64 * 2**30)
+    assert estimate_job(config, 6, 1).memory_parts["taylor"] >= 16 * 1947792**2
+
+
+def test_long_jobs_are_announced_with_an_estimated_time():
+    # N = 3000: 256 starts x ~20 Newton iterations x (2/3) N^3 flops ~ 9e13 flops: hours on one core
+    warnings = check_resources({}, {"s": ([3000], 1)}, memory_limit=2.0**40)
+    assert len(warnings) == 1 and "N = 3000" in warnings[0] and "newton" in warnings[0]
+    assert "days" in warnings[0] or " h" in warnings[0]
+    # taylor_degree 30 at N = 3: K = C(33, 3) = 5456, 25 K^3 ~ 4e12 flops
+    warnings = check_resources({"spectra": {"taylor_degree": 30}}, {"s": ([3], 1)}, memory_limit=2.0**40)
+    assert len(warnings) == 1 and "taylor" in warnings[0]
+    assert check_resources({}, {"s": ([3, 12], 4)}, memory_limit=2.0**40) == []  # the default sweep is quiet
+
+
+def test_config_files_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sweeps:\n  a: {ensemble: gaussian\n  b: 1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml, line \d+"):
+        load_config_file(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    with pytest.raises(ConfigError, match=r"empty\.yaml: empty"):
+        load_config_file(empty)
+
+
+def test_weight_file_theta_shape_is_reported_as_given(tmp_path):
+    np.savez(tmp_path / "w.npz", W=np.eye(4), theta=np.zeros(3))
+    with pytest.raises(WeightFileError, match=r"got \(3,\)"):
+        load_weight_file(tmp_path / "w.npz")
