@@ -161,3 +161,16 @@ def test_collect_keeps_the_config_order_of_swept_labels():
         sel = ds.sel(ensemble=p.values["ensemble"], N=p.values["N"], g=p.values["g"], seed=0)
         expected = _part(p, [0], 1)["W"].values[0]
         np.testing.assert_array_equal(sel["W"].values[: p.n_units, : p.n_units], expected)
+
+
+def test_start_job_log_writes_the_traceback_before_exiting(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "job.log"
+    code = f"from koopnet.pipeline import start_job_log\nstart_job_log({str(log)!r})\nraise RuntimeError('boom 42')\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "RuntimeError: boom 42" in result.stderr  # still on the console
+    text = log.read_text()
+    assert "job failed: RuntimeError: boom 42" in text and "Traceback (most recent call last)" in text

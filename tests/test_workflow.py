@@ -189,3 +189,22 @@ def test_dry_run_of_a_10000_network_sweep(tmp_path):
     counts = dict(line.split()[:2] for line in result.stdout.splitlines()
                   if line.split()[:1] in (["equilibria"], ["spectra"], ["metrics"]))
     assert counts == {"equilibria": "1000", "spectra": "1000", "metrics": "1000"}
+
+
+def test_a_failed_job_leaves_its_traceback_in_its_log(tmp_path):
+    config = {"seed": 7, "sweeps": {"tiny": {**TINY["sweeps"]["tiny"], "activation": "tanh", "params": {"g": 0.5},
+                                              "seeds": 1, "seeds_per_job": 1}},
+              "equilibria": {"n_starts": 8}}
+    chunk = "results/tiny/points/gaussian_tanh_centered_N3_g0.5/chunk0"
+    run_snakemake(tmp_path, config, "--cores", "1", f"{chunk}/equilibria.nc")
+    (tmp_path / chunk / "networks.nc").write_bytes(b"not a netCDF file")  # the spectra job will fail
+    result = run_snakemake(tmp_path, config, "--cores", "1", f"{chunk}/spectra.nc", check=False)
+    assert result.returncode != 0
+    log = (tmp_path / chunk.replace("results", "logs") / "spectra.log").read_text()
+    assert "job failed" in log and "Traceback (most recent call last)" in log and "networks.nc" in log, log
+
+
+def test_every_job_script_logs_its_failures():
+    # the scripts are the jobs' entry points: each starts with the shared logging set-up
+    for script in sorted((REPO / "workflow" / "scripts").glob("*.py")):
+        assert "start_job_log(snakemake.log[0])" in script.read_text(), script.name

@@ -137,8 +137,8 @@ class JobEstimate:
     memory_parts: dict
 
 
-def _setting(config: Mapping[str, Any], section: str, key: str):
-    """A stage setting from the config, else its dataclass default."""
+def _setting(config: Mapping[str, Any], section: str, key: str, fallback: float):
+    """A stage setting from the config, else its dataclass default, else ``fallback`` (a key moved elsewhere)."""
     from .pipeline import STAGES
 
     value = (config.get(section) or {}).get(key)
@@ -148,8 +148,10 @@ def _setting(config: Mapping[str, Any], section: str, key: str):
         for module, _f, cls_name, sec, _n in entries:
             if sec == section:
                 cls = getattr(importlib.import_module(module), cls_name)
-                return {f.name: f.default for f in dataclasses.fields(cls)}[key]
-    raise KeyError(f"{section}.{key}")
+                defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+                if key in defaults and defaults[key] is not dataclasses.MISSING:
+                    return defaults[key]
+    return fallback
 
 
 def estimate_job(config: Mapping[str, Any], n_units: int, n_networks: int) -> JobEstimate:
@@ -169,8 +171,8 @@ def estimate_job(config: Mapping[str, Any], n_units: int, n_networks: int) -> Jo
     """
     N, B = int(n_units), int(n_networks)
     f8 = 8.0
-    S = _setting(config, "equilibria", "n_starts")
-    chunk = _setting(config, "equilibria", "chunk_elements")
+    S = _setting(config, "equilibria", "n_starts", 256)
+    chunk = _setting(config, "equilibria", "chunk_elements", 4194304)
     mem = {
         "weights": f8 * N * N * (4 * B + 2),
         "newton": f8 * max(min(S * N * N, chunk), N * N) * 3,
@@ -179,21 +181,21 @@ def estimate_job(config: Mapping[str, Any], n_units: int, n_networks: int) -> Jo
         "weights": B * 30.0 * N**3,
         "newton": B * S * 20 * (2.0 / 3.0 * N**3 + 2.0 * N**2),
     }
-    if N <= _setting(config, "spectra", "taylor_max_units"):
-        K = math.comb(N + _setting(config, "spectra", "taylor_degree"), N)
+    if N <= _setting(config, "spectra", "taylor_max_units", 6):
+        K = math.comb(N + _setting(config, "spectra", "taylor_degree", 3), N)
         mem["taylor"] = 16.0 * 3 * K * K
         work["taylor"] = B * 25.0 * K**3
-    if N <= _setting(config, "spectra", "gedmd_max_units"):
-        K = math.comb(N + _setting(config, "spectra", "gedmd_degree"), N)
-        n_samp = _setting(config, "spectra", "gedmd_n_samples") + _setting(config, "spectra", "gedmd_n_test")
+    if N <= _setting(config, "spectra", "gedmd_max_units", 3):
+        K = math.comb(N + _setting(config, "spectra", "gedmd_degree", 7), N)
+        n_samp = _setting(config, "spectra", "gedmd_n_samples", 1000) + _setting(config, "spectra", "gedmd_n_test", 500)
         mem["gedmd"] = 16.0 * 3 * K * K + f8 * n_samp * K * 2
         work["gedmd"] = B * (25.0 * K**3 + 2.0 * n_samp * K * K)
-    M = _setting(config, "dimension", "n_initial_conditions")
-    T = _setting(config, "dimension", "n_samples")
+    M = _setting(config, "dimension", "n_initial_conditions", 20)
+    T = _setting(config, "dimension", "n_samples", 401)
     mem["dimension"] = f8 * B * M * T * N
     work["dimension"] = B * M * T * 10 * 2.0 * N * N
-    R = _setting(config, "resilience", "n_initial_conditions")
-    steps = _setting(config, "resilience", "t_max") * 10
+    R = _setting(config, "resilience", "n_initial_conditions", 200)
+    steps = _setting(config, "resilience", "t_max", 100.0) * 10
     work["resilience"] = B * (R * steps * 2.0 * N * N + 100 * (2.0 / 3.0) * N**3)
     return JobEstimate(max(mem.values()), sum(work.values()) / FLOP_RATE,
                        {k: v / FLOP_RATE for k, v in work.items()}, mem)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -28,7 +29,7 @@ from .sweep import (
     provenance_attrs,
 )
 
-__all__ = ["STAGES", "run_networks", "run_stage", "run_collect", "swept_keys", "stage_settings"]
+__all__ = ["STAGES", "start_job_log", "run_networks", "run_stage", "run_collect", "swept_keys", "stage_settings"]
 
 log = logging.getLogger("koopnet")
 
@@ -41,6 +42,32 @@ STAGES: dict[str, list[tuple[str, str, str, str, tuple[str, ...]]]] = {
         ("koopnet.resilience", "resilience_dataset", "ResilienceSettings", "resilience", ("equilibria",)),
     ],
 }
+
+
+def start_job_log(path: str | Path, quiet: Sequence[str] = ("fontTools", "matplotlib", "PIL")) -> logging.Logger:
+    """Send the job's log to ``path`` and make a failure leave its traceback there.
+
+    Every workflow job calls this first (``workflow/scripts/*.py``). An uncaught exception is
+    written with its traceback to the log file before the default handler prints it and the
+    interpreter exits non-zero, so a failed job on a cluster node leaves a record next to its
+    outputs, not only on a console nobody sees.
+    """
+    logging.basicConfig(filename=str(path), level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    job_log = logging.getLogger("koopnet")
+    previous = sys.excepthook
+
+    def log_then_raise(kind, value, tb):
+        if not issubclass(kind, KeyboardInterrupt):
+            job_log.critical("job failed: %s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+        previous(kind, value, tb)
+
+    sys.excepthook = log_then_raise
+    return job_log
 
 
 def stage_settings(settings_cls: type, section: Mapping[str, Any] | None, where: str):

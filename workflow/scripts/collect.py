@@ -1,9 +1,8 @@
 """Rule `collect`: combine a sweep's jobs into results/<sweep>/sweep.nc."""
-import logging
 
-from koopnet.pipeline import run_collect
+from koopnet.pipeline import run_collect, start_job_log
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)
+start_job_log(snakemake.log[0])  # a failure leaves its traceback in the log
 stages = snakemake.params.stages
 files = iter(snakemake.input)
 jobs = snakemake.params.jobs

@@ -1,9 +1,8 @@
 """Rule `equilibria`: draw a job's networks, then find their equilibria (thin layer over koopnet.pipeline)."""
-import logging
 
-from koopnet.pipeline import run_networks, run_stage
+from koopnet.pipeline import run_networks, run_stage, start_job_log
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)
+start_job_log(snakemake.log[0])  # a failure leaves its traceback in the log
 run_networks(
     snakemake.params.point,
     snakemake.params.seeds,

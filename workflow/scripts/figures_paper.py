@@ -1,15 +1,12 @@
 """Rule `paper_figures`: the poster's figures from config `paper` (thin layer over koopnet.plotting)."""
-import logging
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from koopnet.pipeline import start_job_log
 from koopnet.plotting import paper_figure, save_figure
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)
-for noisy in ("fontTools", "matplotlib", "PIL"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
-log = logging.getLogger("koopnet")
+log = start_job_log(snakemake.log[0])  # a failure leaves its traceback in the log
 settings = snakemake.params.settings
 with threadpool_limits(snakemake.threads):
     for name in snakemake.params.figures:

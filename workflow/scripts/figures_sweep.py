@@ -1,14 +1,11 @@
 """Rule `sweep_figures`: every applicable figure of one sweep (thin layer over koopnet.plotting)."""
-import logging
 from pathlib import Path
 
 from koopnet import io
+from koopnet.pipeline import start_job_log
 from koopnet.plotting import SWEEP_FIGURES, save_figure
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)
-for noisy in ("fontTools", "matplotlib", "PIL"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
-log = logging.getLogger("koopnet")
+log = start_job_log(snakemake.log[0])  # a failure leaves its traceback in the log
 ds = io.open_dataset(snakemake.input[0])
 out = Path(snakemake.output[0])
 out.mkdir(parents=True, exist_ok=True)

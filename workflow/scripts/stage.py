@@ -1,9 +1,8 @@
 """Rules `equilibria`, `spectra`, `metrics`: one analysis stage on a job's networks."""
-import logging
 
-from koopnet.pipeline import run_stage
+from koopnet.pipeline import run_stage, start_job_log
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)
+start_job_log(snakemake.log[0])  # a failure leaves its traceback in the log
 upstream = {k: v for k, v in snakemake.input.items() if k != "networks"}
 run_stage(
     snakemake.rule,
