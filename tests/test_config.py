@@ -120,3 +120,13 @@ def test_weight_file_theta_shape_is_reported_as_given(tmp_path):
     np.savez(tmp_path / "w.npz", W=np.eye(4), theta=np.zeros(3))
     with pytest.raises(WeightFileError, match=r"got \(3,\)"):
         load_weight_file(tmp_path / "w.npz")
+
+
+def test_readme_library_example_prints_decoded_types(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("## Using the library")[1].split("```python\n")[1].split("```")[0]
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    # W = [[8, -1], [-1, 8]], theta = -3.5: two bistable units, 3 x 3 equilibria (SCIENCE.md)
+    assert "9 equilibria" in out and out.count("'stable_node'") == 4 and out.count("'saddle'") == 4
+    assert "'unstable_node'" in out

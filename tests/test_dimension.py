@@ -7,6 +7,7 @@ import pytest
 import xarray as xr
 
 from koopnet._flags import EquilibriumType
+from koopnet.equilibria import EquilibriumStatus
 from koopnet.dimension import (
     AttractorStatus,
     DimensionSettings,
@@ -349,9 +350,11 @@ def test_dynamics_pr_exact_cases():
     assert src[0] == PRSource.settling_transients and used[0] == 4
     strict = DimensionSettings(**{**s.__dict__, "approach_tol": s.settle_tol})
     _, src, _ = dynamics_participation_ratio(batch, [3], strict, node)
-    assert src[0] == PRSource.ongoing_activity  # the premise: unsettled at t_max
-    _, src, _ = dynamics_participation_ratio(batch, [3], s)  # no known attractor: not creeping
-    assert src[0] == PRSource.ongoing_activity
+    # the premise: unsettled at t_max; W symmetric and sigma monotone make it a gradient system,
+    # which cannot sustain activity: slow transients, whatever approach_tol says
+    assert src[0] == PRSource.slow_transients
+    _, src, _ = dynamics_participation_ratio(batch, [3], s)  # no known attractor: the same argument
+    assert src[0] == PRSource.slow_transients
 
     # a limit cycle with a slow bottleneck (SNIC just past onset: tanh, W = [[1.5, -w], [w, 1.5]])
     # crawls at speed < approach_tol near the ghost of the saddle-node, far from any stable
@@ -370,3 +373,53 @@ def test_settings_validation():
     import dataclasses
 
     assert all(f.default is not dataclasses.MISSING for f in dataclasses.fields(DimensionSettings))
+
+
+def _stages(W, theta, activation, settings):
+    from koopnet.dimension import dimension_dataset
+    from koopnet.equilibria import equilibria_dataset
+
+    batch = NetworkBatch(np.asarray(W, float)[None], np.asarray(theta, float)[None], activation)
+    eq = equilibria_dataset(batch, [5])
+    return eq, dimension_dataset(batch, [5], settings, eq)
+
+
+def test_attracting_non_hyperbolic_origin_and_slow_transients_are_not_mislabelled():
+    pytest.importorskip("koopnet.simulate")
+    # tanh with W = I: x' = -x + tanh x ~ -x^3/3, the origin (J = 0) attracts algebraically,
+    # |x(t)| ~ (2 t / 3)^(-1/2) = 0.12 at t = 100: unsettled, yet a gradient system (symmetric W)
+    s = DimensionSettings(n_initial_conditions=4, n_samples=101)
+    eq, ds = _stages(np.eye(2), np.zeros(2), "tanh", s)
+    assert eq["eq_type"].values[0, 0] == EquilibriumType.non_hyperbolic
+    assert ds["attractor_status"].values[0] == AttractorStatus.non_hyperbolic_attractor
+    assert ds["attractor_equilibrium"].values[0] == 0 and ds["koopman_dimension"].values[0] == -1
+    assert ds["participation_ratio_source"].values[0] == PRSource.slow_transients
+    assert np.isfinite(ds["participation_ratio"].values[0])
+    # not symmetric: W = I + eps R (R the rotation generator) keeps x' = eps R x - x^3/3 + ...:
+    # d|x|^2/dt <= -(1/2 - eps)|x|^4 / 3 < 0 for eps < 1/2, so the distance to 0 falls
+    # monotonically (the local-decay check) while the rotation keeps it unsettled
+    eps = 0.005
+    W = np.eye(2) + eps * np.array([[0.0, -1.0], [1.0, 0.0]])
+    slow = DimensionSettings(n_initial_conditions=4, n_samples=201, t_max=400.0, t_discard=200.0)
+    eq, ds = _stages(W, np.zeros(2), "tanh", slow)
+    assert eq["eq_type"].values[0, 0] == EquilibriumType.non_hyperbolic
+    assert ds["attractor_status"].values[0] == AttractorStatus.non_hyperbolic_attractor
+    assert ds["participation_ratio_source"].values[0] == PRSource.slow_transients
+    # a center is not an attractor: linear sigma, W = 4 I + 4 R gives x' = R x (circles)
+    W = 4 * np.eye(2) + 4 * np.array([[0.0, -1.0], [1.0, 0.0]])
+    eq, ds = _stages(W, -W.sum(axis=1) / 2, "linear", DimensionSettings(n_initial_conditions=2, n_samples=101))
+    assert ds["attractor_status"].values[0] == AttractorStatus.no_stable_equilibrium
+    assert ds["participation_ratio_source"].values[0] == PRSource.ongoing_activity
+
+
+def test_no_motion_and_no_equilibrium_for_constant_fields():
+    pytest.importorskip("koopnet.simulate")
+    s = DimensionSettings(n_initial_conditions=3, n_samples=51, t_max=10.0, t_discard=5.0)
+    # linear sigma = 1/2 + x/4 with W = 4 I: f = W 1/2 + theta is constant
+    eq, _ = _stages(4 * np.eye(2), np.array([1.0, 0.0]), "linear", s)
+    assert eq["equilibrium_status"].values[0] == EquilibriumStatus.no_equilibrium
+    # theta = -W 1/2: f = 0, every point is an equilibrium (a continuum) and nothing moves
+    eq, ds = _stages(4 * np.eye(2), np.array([-2.0, -2.0]), "linear", s)
+    assert eq["equilibrium_status"].values[0] == EquilibriumStatus.singular
+    assert ds["participation_ratio_source"].values[0] == PRSource.no_motion
+    assert np.isnan(ds["participation_ratio"].values[0])

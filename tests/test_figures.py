@@ -292,3 +292,20 @@ def test_figure_rules_end_to_end(tmp_path):
     html = (tmp_path / "report.html").read_text(errors="ignore")
     assert "Poster figures" in html and "Sweep figures" in html
     assert "ERROR/3" not in r.stderr  # captions are valid RST
+
+
+def test_saved_figures_are_byte_reproducible(tmp_path):
+    # a PDF carries /CreationDate unless told not to; two saves a second apart must be identical
+    import time
+
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for k in range(2):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        paths.append(plotting.save_figure(fig, tmp_path / f"f{k}.png"))
+        time.sleep(1.1)
+    for a, b in zip(*paths):
+        assert a.read_bytes() == b.read_bytes(), a.suffix
+    assert b"/CreationDate" not in paths[0][1].read_bytes()

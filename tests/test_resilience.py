@@ -349,3 +349,32 @@ def test_slow_attractor_is_not_read_as_unsettled():
     res = basin_stability(batch, [3], ds.x_eq.values, stable, s)
     assert res["fraction_unsettled"][0] == 0.0
     assert res["basin_stability"][0, 0] == 1.0  # the only attractor attracts everything
+
+
+def test_symmetry_breaking_pitchfork_is_a_branch_point_not_a_fold():
+    # W = [[8, -1], [-1, 8]], theta = -W 1/2 = -3.5: on the symmetric line x = (a, a),
+    # a = 7 sigma(a) - 3.5 + delta; J has eigenvalues -1 + 9 sigma'(a) (antisymmetric vector)
+    # and -1 + 7 sigma'(a) (symmetric). Raising delta, the lower symmetric state first loses
+    # stability where sigma'(a) = 1/9, in the antisymmetric direction, orthogonal to dF/ddelta = 1:
+    # a pitchfork (the state persists), not a fold
+    W = np.array([[8.0, -1.0], [-1.0, 8.0]])
+    s_star = (1 - np.sqrt(1 - 4 / 9)) / 2  # sigma(1 - sigma) = 1/9, lower root
+    a_star = np.log(s_star / (1 - s_star))
+    delta_star = a_star - 7 * s_star + 3.5
+    a0 = brentq(lambda a: -a + 7 / (1 + np.exp(-a)) - 3.5, -10.0, a_star)  # the lower symmetric state
+    sig = 1 / (1 + np.exp(-a0))
+    assert 9 * sig * (1 - sig) < 1  # stable at delta = 0
+    batch = NetworkBatch(W[None], np.full((1, 2), -3.5), "logistic")
+    up, down, st_up, st_down = tipping_shifts(batch, np.full((1, 1, 2), a0), np.ones((1, 1), bool))
+    assert st_up[0, 0] == TippingStatus.branch_point
+    assert abs(up[0, 0] - delta_star) < 1e-6
+    # the asymmetric stable states (one unit high, one low) of the same network end in folds:
+    # their null vectors are not orthogonal to the uniform shift
+    from koopnet.equilibria import find_equilibria
+
+    eq = find_equilibria(batch[0], seed=0)
+    mixed = [x for x, t in zip(eq.x, eq.eq_type) if t in (0, 1) and abs(x[0] - x[1]) > 1.0]
+    assert len(mixed) == 2
+    _, _, st_up, st_down = tipping_shifts(batch, np.array(mixed)[None], np.ones((1, 2), bool))
+    assert set(st_up[0]) | set(st_down[0]) <= {TippingStatus.fold, TippingStatus.no_fold_in_range}
+    assert TippingStatus.fold in set(st_up[0]) | set(st_down[0])

@@ -174,3 +174,51 @@ def test_start_job_log_writes_the_traceback_before_exiting(tmp_path):
     assert "RuntimeError: boom 42" in result.stderr  # still on the console
     text = log.read_text()
     assert "job failed: RuntimeError: boom 42" in text and "Traceback (most recent call last)" in text
+
+
+def test_file_theta_is_used_only_with_theta_mode_file(tmp_path):
+    W, theta = np.eye(3), np.array([1.0, -2.0, 3.0])
+    np.savez(tmp_path / "w.npz", W=W, theta=theta)
+    np.save(tmp_path / "bare.npy", W)
+    sweep = {"ensemble": "file", "activation": "tanh", "params": {"path": "w.npz"}}
+    from_file = expand_sweep("f", {**sweep, "theta_mode": "file"}, base_dir=tmp_path)[0]
+    np.testing.assert_array_equal(build_networks(from_file, [0], 0, base_dir=tmp_path)[0].theta[0], theta)
+    zero = expand_sweep("f", {**sweep, "theta_mode": "zero"}, base_dir=tmp_path)[0]
+    np.testing.assert_array_equal(build_networks(zero, [0], 0, base_dir=tmp_path)[0].theta[0], np.zeros(3))
+    assert zero.values["theta_mode"] == "zero" and from_file.values["theta_mode"] == "file"
+    with pytest.raises(ConfigError, match=r"sweeps\.f\.theta_mode.*bare\.npy"):
+        expand_sweep("f", {**sweep, "theta_mode": "file", "params": {"path": "bare.npy"}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"sweeps\.s\.theta_mode"):
+        expand_sweep("s", {**SWEEP, "theta_mode": "file"})
+
+
+def test_step_only_for_stacked_weights_and_N_per_file(tmp_path):
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "a.npy", rng.standard_normal((4, 4)))
+    np.save(tmp_path / "b.npy", rng.standard_normal((3, 3)))
+    sweep = {"ensemble": "file", "activation": "tanh", "theta_mode": "zero", "params": {"path": ["a.npy", "b.npy"]}}
+    points = expand_sweep("f", sweep, base_dir=tmp_path)
+    assert all("step" not in p.values for p in points)  # single matrices: no step axis
+    assert [p.n_units for p in points] == [4, 3]
+    parts = []
+    for p in points:
+        batch, seeds = build_networks(p, [0], 0, base_dir=tmp_path)
+        parts.append((p, networks_dataset(batch, seeds).assign_coords(seed=("network", [0]))))
+    ds = collect(parts, ["path"])
+    assert "step" not in ds.dims
+    assert ds["N"].dims == ("path",) and ds["N"].sel(path="a.npy") == 4 and ds["N"].sel(path="b.npy") == 3
+    np.save(tmp_path / "c.npy", rng.standard_normal((2, 3, 3)))  # a stack: step is an axis
+    points = expand_sweep("f", {**sweep, "params": {"path": ["a.npy", "c.npy"]}}, base_dir=tmp_path)
+    assert [(p.values["path"], p.values["step"]) for p in points] == [("a.npy", 0), ("c.npy", 0), ("c.npy", 1)]
+
+
+def test_config_attribute_ignores_seeds_per_job_and_list_spelling():
+    from koopnet.pipeline import _sweep_config
+
+    base = {"seed": 1, "sweeps": {"s": {**SWEEP, "params": {"g": [4, 1.0]}, "N": [5, 3], "seeds_per_job": 1}}}
+    other = {"seed": 1, "sweeps": {"s": {**SWEEP, "params": {"g": [1, 4]}, "N": [3, 5], "seeds_per_job": 5}}}
+    assert config_hash(_sweep_config(base, "s")) == config_hash(_sweep_config(other, "s"))
+    changed = {"seed": 1, "sweeps": {"s": {**SWEEP, "params": {"g": [1, 4.5]}, "N": [3, 5]}}}
+    assert config_hash(_sweep_config(changed, "s")) != config_hash(_sweep_config(base, "s"))
+    assert [p.id for p in expand_sweep("s", base["sweeps"]["s"])] == [p.id for p in expand_sweep("s", {
+        **base["sweeps"]["s"], "params": {"g": [4.0, 1]}})]

@@ -42,6 +42,8 @@ class TippingStatus(IntEnum):
     no_fold_in_range = 2  # still stable at the largest scanned shift
     continuation_failed = 3  # steps shrank below tol away from any bifurcation, or step cap
     not_stable = 4  # the equilibrium is not stable: nothing to continue
+    branch_point = 5  # a real eigenvalue reaches 0 with dF/ddelta in the range of J: the state
+    # persists but loses stability to a new branch (symmetry-breaking pitchfork, transcritical)
 
 
 def field_rows(W: np.ndarray, theta: np.ndarray, act: Activation, x: np.ndarray) -> np.ndarray:
@@ -86,6 +88,11 @@ def safe_solve(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ok &= np.all(np.isfinite(y), axis=1)
     y[~ok] = 0.0
     return y, ok
+
+
+#: |psi . dF/dp| / (|psi| |dF/dp|) below this makes a real crossing a branch point, not a fold
+#: (generically O(1) at a fold; rounding-level, ~1e-15, when symmetry forces it to vanish)
+_BRANCH_TOL = 1e-6
 
 
 def _leading_eigenvalue(J: np.ndarray) -> np.ndarray:
@@ -224,7 +231,16 @@ def continue_branches(
                 near = np.abs(lr.real) < bifurcation_eig_tol
                 hopf = near & (np.abs(lr.imag) > bifurcation_eig_tol)
                 fold = near & ~hopf
-                status[fin[fold]] = TippingStatus.fold
+                # fold or branch point: at a fold the left null vector psi of J sees the
+                # parameter (psi . dF/dp != 0, the branch turns back); at a branch point it does
+                # not (e.g. psi antisymmetric, dF/dp = 1 uniform: the symmetric state continues)
+                real = fin[fold]
+                if real.size:
+                    ev, vec = np.linalg.eig(np.swapaxes(jac_x(real, x[real], p[real]), 1, 2))
+                    psi = np.take_along_axis(vec, np.argmax(ev.real, axis=1)[:, None, None], axis=2)[:, :, 0]
+                    d = d_param(real, x[real], p[real])
+                    seen = np.abs(np.sum(psi * d, axis=1)) / (np.linalg.norm(psi, axis=1) * np.linalg.norm(d, axis=1))
+                    status[real] = np.where(seen < _BRANCH_TOL, TippingStatus.branch_point, TippingStatus.fold)
                 status[fin[hopf]] = TippingStatus.hopf
                 good = fin[near]
                 p_bif[good] = p[good] + step[good]

@@ -33,6 +33,10 @@ class Activation:
         (inf sigma, sup sigma) over the real line, or None when sigma is unbounded.
     polynomial : tuple of float or None
         Coefficients (c0, c1, c2, c3) of sigma when it is a polynomial, else None.
+    monotone : bool
+        sigma' >= 0 on the whole real line. With a symmetric W the network is then a
+        Cohen-Grossberg (Hopfield) gradient-like system: bounded trajectories converge to
+        equilibria and cannot oscillate.
     """
 
     name: str
@@ -42,6 +46,7 @@ class Activation:
     lipschitz: float
     bounds: tuple[float, float] | None
     polynomial: tuple[float, ...] | None = None
+    monotone: bool = False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.sigma(x)
@@ -81,7 +86,7 @@ def _d2tanh(x):
 
 ACTIVATIONS: dict[str, Activation] = {
     "logistic": Activation(
-        "logistic", _logistic, _dlogistic, _d2logistic, lipschitz=0.25, bounds=(0.0, 1.0)
+        "logistic", _logistic, _dlogistic, _d2logistic, lipschitz=0.25, bounds=(0.0, 1.0), monotone=True
     ),
     "linear": Activation(
         "linear",
@@ -91,6 +96,7 @@ ACTIVATIONS: dict[str, Activation] = {
         lipschitz=0.25,
         bounds=None,
         polynomial=(0.5, 0.25),
+        monotone=True,
     ),
     "cubic": Activation(
         "cubic",
@@ -101,7 +107,7 @@ ACTIVATIONS: dict[str, Activation] = {
         bounds=None,
         polynomial=(0.5, 0.25, 0.0, -1.0 / 48.0),
     ),
-    "tanh": Activation("tanh", np.tanh, _dtanh, _d2tanh, lipschitz=1.0, bounds=(-1.0, 1.0)),
+    "tanh": Activation("tanh", np.tanh, _dtanh, _d2tanh, lipschitz=1.0, bounds=(-1.0, 1.0), monotone=True),
 }
 
 

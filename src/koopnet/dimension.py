@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from ._flags import STABLE_TYPES, first_stable, flag_attrs
+from ._flags import STABLE_TYPES, EquilibriumType, first_stable, flag_attrs
 from ._random import stage_rng
 from .network import NetworkBatch
 
@@ -466,6 +466,11 @@ class PRSource(IntEnum):
     ongoing_activity = 1
     all_diverged = 2
     no_variance = 3
+    #: unsettled at t_max yet provably (gradient-like network: symmetric W, monotone sigma) or
+    #: visibly (distance to an attracting equilibrium still falling) converging: slow transients
+    slow_transients = 4
+    #: every usable trajectory was at rest from t = 0 (f = 0 there): nothing to measure
+    no_motion = 5
 
 
 class AttractorStatus(IntEnum):
@@ -474,6 +479,9 @@ class AttractorStatus(IntEnum):
     stable_equilibrium = 0
     no_stable_equilibrium = 1
     nonfinite_spectrum = 2
+    #: no hyperbolic attractor, but a non-hyperbolic equilibrium (no eigenvalue with Re > 0) that
+    #: attracts nearby states (algebraic decay, e.g. tanh with W = I); no Koopman dimension
+    non_hyperbolic_attractor = 3
 
 
 @dataclass(frozen=True)
@@ -601,6 +609,7 @@ def dynamics_participation_ratio(
         # still creeping onto a slow attractor at t_max: a transient, not ongoing activity
         speed = np.max(np.abs(sub.vector_field(tr.x_final)), axis=-1)
         approaching = np.zeros_like(unsettled)
+        decaying = np.zeros_like(unsettled)
         if attractors is not None:
             xs, margin = attractors[0][sl], attractors[1][sl]  # (b, E, N), (b, E)
             dist = np.max(np.abs(tr.x_final[:, :, None, :] - xs[:, None, :, :]), axis=-1)  # (b, M, E)
@@ -608,21 +617,74 @@ def dynamics_participation_ratio(
                 near = dist <= 2.0 * speed[:, :, None] / margin[:, None, :]
             near &= np.isfinite(dist) & (margin[:, None, :] > 0)
             approaching = unsettled & (speed < settings.approach_tol) & near.any(axis=-1)
-        settled = (status == 0) | approaching
-        unsettled &= ~approaching
+            # a non-hyperbolic attractor (margin 0) has no such bound: its local decay is seen
+            # instead as a distance that keeps falling over the whole window [t_discard, t_max]
+            window = t_eval >= settings.t_discard
+            for i, m in zip(*np.nonzero(unsettled & ~approaching & (speed < settings.approach_tol))):
+                cand = np.flatnonzero(margin[i] >= 0)  # rare trajectories, few candidates: a loop
+                d = np.linalg.norm(tr.x_eval[i, m, window][:, None, :] - xs[i, cand][None], axis=-1)
+                falling = np.all(np.diff(d, axis=0) <= 1e-12 * (1.0 + d[:-1]), axis=0) & (d[-1] < d[0])
+                decaying[i, m] = bool(np.any(falling & np.isfinite(d).all(axis=0)))
+        # symmetric W with monotone sigma: a gradient-like (Cohen-Grossberg) system, whose bounded
+        # trajectories converge to equilibria, so nothing unsettled is ongoing activity
+        gradient = np.asarray([sub.activation.monotone and np.array_equal(w, w.T) for w in sub.W])
+        decaying |= unsettled & ~approaching & gradient[:, None]
+        settled = (status == 0) | approaching | decaying
+        unsettled &= ~(approaching | decaying)
         ongoing = unsettled.any(axis=1)
-        w_transient = settled[:, :, None] & (t_eval[None, None, :] <= np.asarray(tr.t_end)[:, :, None])
+        t_end = np.where(decaying, settings.t_max, np.asarray(tr.t_end))
+        # a trajectory at rest from t = 0 has no transient (f = 0 at its initial condition)
+        moved = settled & (t_end > 0)
+        w_transient = moved[:, :, None] & (t_eval[None, None, :] <= t_end[:, :, None])
         w_ongoing = unsettled[:, :, None] & (t_eval >= settings.t_discard)[None, None, :]
         w = np.where(ongoing[:, None, None], w_ongoing, w_transient)
         b = w.shape[0]
         pr[sl] = participation_ratio(tr.x_eval.reshape(b, M * T, N), w.reshape(b, M * T))
-        n_used[sl] = np.where(ongoing, unsettled.sum(axis=1), settled.sum(axis=1))
-        src = np.where(ongoing, PRSource.ongoing_activity, PRSource.settling_transients)
-        src = np.where(n_used[sl] == 0, PRSource.all_diverged, src)
+        n_used[sl] = np.where(ongoing, unsettled.sum(axis=1), moved.sum(axis=1))
+        src = np.where(ongoing, PRSource.ongoing_activity,
+                       np.where(decaying.any(axis=1), PRSource.slow_transients, PRSource.settling_transients))
+        src = np.where(~ongoing & (settled.sum(axis=1) > 0) & (n_used[sl] == 0), PRSource.no_motion, src)
+        src = np.where(~ongoing & (settled.sum(axis=1) == 0), PRSource.all_diverged, src)
         src = np.where((n_used[sl] > 0) & ~np.isfinite(pr[sl]), PRSource.no_variance, src)
         source[sl] = src
-    pr[source >= PRSource.all_diverged] = np.nan
+    bad = np.isin(source, [PRSource.all_diverged, PRSource.no_variance, PRSource.no_motion])
+    pr[bad] = np.nan
     return pr, source, n_used
+
+
+#: Re lambda <= this (1/time) makes a non-hyperbolic equilibrium a candidate attractor (the
+#: equilibria stage's default hyperbolic_tol)
+_NEUTRAL_TOL = 1e-8
+
+
+def attracts_locally(batch: NetworkBatch, x_star: np.ndarray, seed: int, settings: DimensionSettings,
+                     radius: float = 0.1, n_directions: int = 8) -> bool:
+    """Whether the equilibrium ``x_star`` of the single network ``batch`` attracts nearby states.
+
+    For a non-hyperbolic equilibrium the Jacobian cannot tell (decay may be algebraic, as for
+    x' = -x^3 / 3); the flow can. States x* + radius u for ``n_directions`` random unit vectors
+    u (``stage_rng(seed, "local_decay")``) are integrated to t_max: the equilibrium attracts
+    when every distance |x(t) - x*| is non-increasing at the sample times and ends below its
+    start. A center (neutral rotation) keeps the distance, a saddle direction grows it.
+    """
+    from .simulate import integrate
+
+    N = x_star.shape[-1]
+    u = stage_rng(seed, "local_decay").standard_normal((n_directions, N))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    t_eval = np.linspace(0.0, settings.t_max, 101)
+    tr = integrate(batch, (x_star + radius * u)[None], settings.t_max, rtol=settings.rtol, atol=settings.atol,
+                   settle_tol=settings.settle_tol, diverge_bound=settings.diverge_bound, t_eval=t_eval)
+    d = np.linalg.norm(tr.x_eval[0] - x_star, axis=-1)  # (n_directions, T), NaN after a settle
+    status = np.asarray(tr.status)[0]
+    if not np.all(np.isin(status, [0, 2])):  # diverged or stalled: not attracted
+        return False
+    settled = status == 0
+    with np.errstate(invalid="ignore"):
+        rising = np.diff(d, axis=1) > 1e-9 * radius
+    ok_path = ~np.any(rising, axis=1)
+    last = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.inf for row in d])
+    return bool(np.all(ok_path & ((last < radius * (1 - 1e-3)) | settled)))
 
 
 def attractor_spectrum(equilibria: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -693,11 +755,20 @@ def dimension_dataset(
         raise ValueError("equilibria dataset does not match the batch (network dimension)")
     wd = weight_dimensions(batch.W, rank_tol=settings.rank_tol, energy_fraction=settings.energy_fraction)
     stable = np.isin(equilibria["eq_type"].values, [int(t) for t in STABLE_TYPES])
-    x_stable = np.where(stable[..., None], equilibria["x_eq"].values, np.nan)
     re = equilibria["jacobian_eigenvalues"].values.real
-    margin = np.where(stable, -np.max(np.where(np.isnan(re), -np.inf, re), axis=-1), np.nan)
-    pr, source, n_used = dynamics_participation_ratio(batch, seeds, settings, (x_stable, margin))
+    max_re = np.max(np.where(np.isnan(re), -np.inf, re), axis=-1)
+    # non-hyperbolic equilibria without an unstable direction may attract (margin 0)
+    neutral = (equilibria["eq_type"].values == int(EquilibriumType.non_hyperbolic)) & (max_re <= _NEUTRAL_TOL)
+    margin = np.where(stable, -max_re, np.where(neutral, 0.0, np.nan))
+    x_cand = np.where((stable | neutral)[..., None], equilibria["x_eq"].values, np.nan)
+    pr, source, n_used = dynamics_participation_ratio(batch, seeds, settings, (x_cand, margin))
     lam, index, status = attractor_spectrum(equilibria)
+    for b in np.flatnonzero(status == AttractorStatus.no_stable_equilibrium):
+        for e in np.flatnonzero(neutral[b]):
+            one = NetworkBatch(batch.W[b : b + 1], batch.theta[b : b + 1], batch.activation)
+            if attracts_locally(one, equilibria["x_eq"].values[b, e], int(seeds[b]), settings):
+                status[b], index[b] = AttractorStatus.non_hyperbolic_attractor, e
+                break
     ok = status == AttractorStatus.stable_equilibrium
     kdim = np.where(ok, koopman_dimension(lam, settings.koopman_tol), -1).astype(np.int64)
     nslow = np.where(ok, n_slow_modes(lam, settings.slow_tau), -1).astype(np.int64)

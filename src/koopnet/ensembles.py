@@ -180,7 +180,12 @@ def _theta_centered(W, rng, theta_value: float = 0.0):
     return -0.5 * W.sum(axis=1) + theta_value
 
 
+def _theta_file(W, rng):
+    raise ValueError("theta_mode 'file' takes theta from the weight file (ensemble 'file'), not from a draw")
+
+
 THETA_MODES: dict[str, Callable[..., np.ndarray]] = {
+    "file": _theta_file,
     "zero": _theta_zero,
     "constant": _theta_constant,
     "gaussian": _theta_gaussian,
@@ -277,6 +282,7 @@ PARAMETERS: dict[str, dict[str, Parameter]] = {
 _THETA_VALUE = Parameter("number", 0.0, "constant added to every unit's input (state units)")
 #: Every theta mode's parameters (same rules as :data:`PARAMETERS`).
 THETA_PARAMETERS: dict[str, dict[str, Parameter]] = {
+    "file": {},
     "zero": {},
     "constant": {"theta_value": _THETA_VALUE},
     "gaussian": {
@@ -341,16 +347,23 @@ class WeightFileError(ValueError):
     """A user weight file is missing, unreadable or malformed (the message names file and problem)."""
 
 
-def load_weight_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+def load_weight_file(path: str | Path, keep_shape: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Read user weights from ``.npy``, ``.npz`` or ``.nc``.
 
     A ``.npy`` holds W; a ``.npz`` or ``.nc`` holds ``W`` and optionally ``theta``.
     W has shape (N, N) or (steps, N, N) (e.g. training checkpoints); theta (N,) or (steps, N).
 
+    Parameters
+    ----------
+    path : path
+    keep_shape : bool
+        Return W (and theta) with the file's number of dimensions: (N, N) and (N,) for a
+        single matrix, instead of a leading ``steps`` axis of length 1.
+
     Returns
     -------
-    W : array, shape (steps, N, N)
-    theta : array, shape (steps, N), or None when the file has none
+    W : array, shape (steps, N, N), or (N, N) with ``keep_shape`` for a single matrix
+    theta : array, shape (steps, N) (or (N,) likewise), or None when the file has none
 
     Raises
     ------
@@ -394,6 +407,7 @@ def load_weight_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if not np.issubdtype(W.dtype, np.number) or np.iscomplexobj(W):
         raise WeightFileError(f"weight file {path}: W must be real numbers, got dtype {W.dtype}")
     shape = W.shape
+    single = W.ndim == 2
     if W.ndim == 2:
         W = W[None]
     if W.ndim != 3 or W.shape[1] != W.shape[2] or W.shape[1] < 1:
@@ -416,4 +430,7 @@ def load_weight_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
             )
         if not np.all(np.isfinite(theta)):
             raise WeightFileError(f"weight file {path}: theta contains NaN or inf")
-    return W.astype(float), theta
+    W = W.astype(float)
+    if keep_shape and single:
+        return W[0], (None if theta is None else theta[0])
+    return W, theta

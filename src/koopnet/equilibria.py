@@ -98,13 +98,14 @@ class EquilibriumStatus(IntEnum):
     """Outcome of the equilibrium search of one network.
 
     ``ok``: at least one equilibrium, all refined to tolerance. ``singular``: linear network
-    whose W/4 - I is singular (no isolated equilibrium), or N = 1 polynomial that vanishes
+    whose W/4 - I is singular with a continuum of equilibria, or N = 1 polynomial that vanishes
     identically. ``no_convergence``: no start converged (bounded activations always have an
     equilibrium, so this is a failure). ``unrefined``: some equilibrium could not be refined
     to ``tol_residual``, or is degenerate (singular Jacobian: a multiple root), so its position
     is only known to about tol^(1/3). ``overflow``: the exact equilibrium is not representable
-    in float64 (feedforward cubic networks). ``no_equilibrium``: kept for activations of even
-    degree; an N = 1 polynomial of the shipped (odd) activations always has a real root.
+    in float64 (feedforward cubic networks). ``no_equilibrium``: f has no zero at all: a linear
+    network whose W/4 - I is singular with W 1/2 + theta outside its range (e.g. W = 4 I, where
+    f = W 1/2 + theta is a nonzero constant), or an N = 1 polynomial that is a nonzero constant.
     """
 
     ok = 0
@@ -540,9 +541,13 @@ def _linear_path(W, theta, settings):
     out = []
     for k in range(B):
         if singular[k]:
-            out.append(
-                _Found(np.zeros((0, N)), np.zeros(0, np.int64), status=EquilibriumStatus.singular)
-            )
+            # A x = -b has a continuum of solutions when b is in the range of A, none otherwise
+            # (e.g. W = 4 I: f = W/2 + theta is constant)
+            x, *_ = np.linalg.lstsq(A[k], -b[k], rcond=settings.rank_rtol)
+            gap = np.max(np.abs(A[k] @ x + b[k]), initial=0.0)
+            consistent = gap <= settings.tol_residual * (1.0 + np.max(np.abs(b[k]), initial=0.0))
+            status = EquilibriumStatus.singular if consistent else EquilibriumStatus.no_equilibrium
+            out.append(_Found(np.zeros((0, N)), np.zeros(0, np.int64), status=status))
         else:
             x = np.linalg.solve(A[k : k + 1], -b[k : k + 1, :, None])[0, :, 0]
             out.append(_Found(x[None], np.zeros(1, np.int64), exact_count=True))

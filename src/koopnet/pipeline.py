@@ -158,7 +158,34 @@ def run_collect(config: Mapping[str, Any], sweep: str, points: Sequence[SweepPoi
 
 
 def _sweep_config(config: Mapping[str, Any], sweep: str) -> dict:
-    """The part of the config that determines a sweep's numbers (not threads, figures or other sweeps)."""
+    """The part of the config that determines a sweep's numbers, in one spelling.
+
+    Not threads, figures, other sweeps or ``seeds_per_job`` (none changes a number); numbers
+    as floats and numeric lists sorted, as the dataset's coordinates are, so that ``[4, 1.0]``
+    and ``[1, 4]`` give the same ``config`` and ``config_hash`` (and the same file). The order
+    of text lists is kept: it is the order of the dataset's categorical coordinates.
+    """
     out = {k: v for k, v in config.items() if k not in ("sweeps", "threads", "paper")}
-    out["sweeps"] = {sweep: config["sweeps"][sweep]}
+    spec = {k: v for k, v in config["sweeps"][sweep].items() if k != "seeds_per_job"}
+    if "params" in spec:
+        spec["params"] = {k: _one_spelling(v, _declared_kind(k)) for k, v in spec["params"].items()}
+    if "N" in spec:
+        spec["N"] = _one_spelling(spec["N"], "integer")
+    out["sweeps"] = {sweep: spec}
     return out
+
+
+def _declared_kind(key: str) -> str | None:
+    from .ensembles import PARAMETERS, THETA_PARAMETERS
+
+    kinds = {table[key].kind for tables in (PARAMETERS, THETA_PARAMETERS) for table in tables.values() if key in table}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _one_spelling(value, kind: str | None):
+    """Declared numbers as floats, integers as ints; numeric lists sorted."""
+    cast = {"number": float, "integer": int}.get(kind)
+    if isinstance(value, (list, tuple)):
+        values = [cast(v) if cast else v for v in value]
+        return sorted(values) if cast else values
+    return cast(value) if cast else value

@@ -31,7 +31,9 @@ from ._random import stable_hash_words, stage_rng
 from .activations import ACTIVATIONS
 from .ensembles import (
     ENSEMBLES,
+    PARAMETERS,
     THETA_MODES,
+    THETA_PARAMETERS,
     check_parameter,
     draw_theta,
     draw_weights,
@@ -171,22 +173,39 @@ def expand_sweep(name: str, sweep: Mapping[str, Any], base_dir: str | Path = "."
                     check_parameter(f"{key}.params.{k}", k, v, ens, mode, n)
                 except ValueError as err:
                     raise ConfigError(str(err)) from None
+    for k in params:  # numbers as floats: `g: 2` and `g: 2.0` are one grid value, one coordinate dtype
+        kinds = {spec.kind for e in axes["ensemble"] for spec in [PARAMETERS.get(e, {}).get(k)] if spec}
+        kinds |= {spec.kind for t in axes["theta_mode"] for spec in [THETA_PARAMETERS[t].get(k)] if spec}
+        if kinds == {"number"}:
+            axes[k] = [float(v) for v in axes[k]]
+    if "file" in axes["theta_mode"] and not is_file:
+        raise ConfigError(f"{key}.theta_mode: 'file' takes theta from a weight file (ensemble 'file')")
+    files: dict[str, tuple] = {}
     if is_file:
         if "path" not in params:
             raise ConfigError(f"{key}.params.path: the 'file' ensemble needs a weight file path")
         if "N" in sweep:
             raise ConfigError(f"{key}.N: leave N out for the 'file' ensemble (it comes from the file)")
+        for path in axes["path"]:
+            W, theta = load_weight_file(Path(base_dir, path), keep_shape=True)  # WeightFileError names the file
+            if theta is None and "file" in axes["theta_mode"]:
+                raise ConfigError(f"{key}.theta_mode: 'file', but weight file {path} holds no theta")
+            files[path] = W
+    # `step` is a grid axis only when a file holds W of shape (steps, N, N)
+    stepped = any(W.ndim == 3 for W in files.values())
 
     names = list(axes)
     points: list[SweepPoint] = []
     for combo in itertools.product(*(axes[k] for k in names)):
         values = dict(zip(names, combo))
         if is_file:
-            path = Path(base_dir, values["path"])
-            W, _ = load_weight_file(path)  # raises WeightFileError naming the file
-            values["N"] = int(W.shape[1])
-            for step in range(W.shape[0]):
-                points.append(_point(name, {**values, "step": step}))
+            W = files[values["path"]]
+            values["N"] = int(W.shape[-1])
+            if stepped:
+                for step in range(W.shape[0] if W.ndim == 3 else 1):
+                    points.append(_point(name, {**values, "step": step}))
+            else:
+                points.append(_point(name, values))
         else:
             points.append(_point(name, values))
     ids = [p.id for p in points]
@@ -227,7 +246,7 @@ def network_seed(config_seed: int, point: SweepPoint, seed_index: int) -> int:
     values = point.values
     ensemble = values["ensemble"]
     if ensemble == "file":
-        key = {"ensemble": "file", "path": values["path"], "step": values["step"]}
+        key = {"ensemble": "file", "path": values["path"], "step": values.get("step", 0)}
     else:
         params = {**ensemble_parameters(ensemble), **{k: v for k, v in values.items() if k in ensemble_parameters(ensemble)}}
         key = {"ensemble": ensemble, "N": int(values["N"]), **{k: _number(v) for k, v in params.items()}}
@@ -258,12 +277,13 @@ def build_networks(
     Ws, thetas = [], []
     if ensemble == "file":
         W_all, theta_all = load_weight_file(Path(base_dir, values["path"]))
-        step = values["step"]
+        step = values.get("step", 0)
     for seed in seeds:
         rng = stage_rng(seed, "network")
         if ensemble == "file":
             W = W_all[step]
-            theta = theta_all[step] if theta_all is not None else draw_theta(mode, W, rng, **theta_params)
+            # the file's theta only with theta_mode 'file' (the dataset's theta_mode says which)
+            theta = theta_all[step] if mode == "file" else draw_theta(mode, W, rng, **theta_params)
         else:
             ens_keys = ensemble_parameters(ensemble)
             W = draw_weights(ensemble, point.n_units, rng, **{k: v for k, v in values.items() if k in ens_keys})
@@ -412,6 +432,9 @@ def collect(
     })
     first = parts[0][0].values
     scalars = {k: v for k, v in first.items() if k not in swept}
+    for k in list(scalars):  # a value that differs between points (N of weight files): one per point
+        if len({_canonical(p.values.get(k)) for p, _ in parts}) > 1:
+            scalars[k] = _per_point(combined, parts, swept, k)
     combined = combined.assign_coords({k: v for k, v in scalars.items()})
     for k in list(swept) + list(scalars):
         combined[k].attrs.setdefault("long_name", _COORD_NAMES.get(k, f"sweep parameter {k}"))
@@ -422,6 +445,16 @@ def collect(
     if "network" in combined.dims:
         raise AssertionError("collect: leftover 'network' dimension")
     return combined
+
+
+def _per_point(combined: xr.Dataset, parts, swept: Sequence[str], key: str) -> xr.DataArray:
+    """Coordinate over the swept dims holding each point's value of ``key`` (-1 where no point is)."""
+    shape = [combined.sizes[d] for d in swept]
+    out = np.full(shape, FILL_INT, dtype=np.int64)
+    index = {d: {v: i for i, v in enumerate(combined[d].values.tolist())} for d in swept}
+    for point, _ in parts:
+        out[tuple(index[d][point.values[d]] for d in swept)] = point.values[key]
+    return xr.DataArray(out, dims=tuple(swept))
 
 
 _COORD_NAMES = {

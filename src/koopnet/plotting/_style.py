@@ -82,7 +82,7 @@ def save_figure(fig: Figure, png: str | Path, pdf: str | Path | None = None, dat
     png.parent.mkdir(parents=True, exist_ok=True)
     with plt.rc_context(RC):
         fig.savefig(png, dpi=dpi if dpi is not None else RC["savefig.dpi"])
-        fig.savefig(pdf)
+        fig.savefig(pdf, metadata={"CreationDate": None})  # no timestamp: same figure, same bytes
     out = [png, pdf]
     if data is not None:
         nc = Path(nc) if nc is not None else png.with_suffix(".nc")
