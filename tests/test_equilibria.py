@@ -153,10 +153,14 @@ def test_linear_network_unique_solution_and_spectrum():
 
 
 def test_linear_singular_is_flagged():
-    r = find_equilibria(Network(4.0 * np.eye(3), np.ones(3), "linear"))
+    # sigma = 1/2 + x/4, W = 4 I: f = (W/4 - I) x + W 1/2 + theta = 2 + theta, a constant
+    r = find_equilibria(Network(4.0 * np.eye(3), -2.0 * np.ones(3), "linear"))  # f = 0: a continuum
     assert r.status == EquilibriumStatus.singular and r.n_equilibria == 0
     assert r.fraction_converged == 0.0
     assert np.isnan(r.n_estimate) and np.isnan(r.n_estimate_se)  # no count, not "exactly 0"
+    r = find_equilibria(Network(4.0 * np.eye(3), np.ones(3), "linear"))  # f = 3: no zero at all
+    assert r.status == EquilibriumStatus.no_equilibrium and r.n_equilibria == 0
+    assert r.n_estimate == 0.0 and r.n_estimate_se == 0.0  # proven: exactly none
 
 
 # ------------------------------------------------------------------- search, theory

@@ -309,3 +309,29 @@ def test_saved_figures_are_byte_reproducible(tmp_path):
     for a, b in zip(*paths):
         assert a.read_bytes() == b.read_bytes(), a.suffix
     assert b"/CreationDate" not in paths[0][1].read_bytes()
+
+
+def test_sweep_figures_draw_what_says_something():
+    # dense random W: the optimal-threshold rank is 0 for every network; it is named, not drawn
+    ds = _fake_sweep({"g": [0.5, 2.0, 8.0]})
+    ds["threshold_rank"] = xr.zeros_like(ds["n_slow_modes"])
+    fig, data = plotting.plot_dimensions(ds)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert not any("threshold" in t for t in titles) and "optimal hard threshold rank = 0" in fig._suptitle.get_text()
+    # integer quantities (koopman_dimension varies here) get integer ticks only
+    ax = next(ax for ax in fig.axes if ax.get_visible() and "Koopman dimension" in ax.get_title())
+    ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    # a series identical for every ensemble is drawn once, and the legend lists only drawn series
+    two = _fake_sweep({"ensemble": ["a", "b"], "g": [0.5, 2.0, 8.0]})
+    for v in ("koopman_slowest_rate", "koopman_spectral_gap", "n_slow_modes"):
+        two[v] = xr.concat([two[v].sel(ensemble="a")] * 2, "ensemble").assign_coords(ensemble=["a", "b"])
+    fig, _ = plotting.plot_koopman_rates(two)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "ensemble=b" not in labels
+    # many series: small multiples, one column per ensemble, at most one line per N in a panel
+    many = _fake_sweep({"ensemble": ["a", "b", "c"], "N": [2, 3], "g": [0.5, 2.0, 8.0]})
+    fig, data = plotting.plot_resilience(many)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(shown) == len([v for v in data if v.endswith("_mean")]) * 3
+    assert all(len([ln for ln in ax.get_lines() if ln.get_linestyle() != "None"]) <= 2 for ax in shown)

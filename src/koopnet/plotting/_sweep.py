@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, ScalarFormatter
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocator, ScalarFormatter
 
 from ._style import STABLE_CODES, new_figure
 
@@ -51,6 +51,7 @@ class Quantity:
     label: str
     units: str
     reduce: Callable[[xr.Dataset], xr.DataArray]
+    integer: bool = False  # an integer per network: integer ticks
 
 
 def _stable_mask(ds: xr.Dataset) -> xr.DataArray:
@@ -82,8 +83,8 @@ def _tipping(ds: xr.Dataset) -> xr.DataArray:
 
 #: name -> Quantity (per-network reduction; NaN where undefined)
 QUANTITIES: dict[str, Quantity] = {
-    "n_equilibria": Quantity(("n_equilibria",), "equilibria found", "count", _plain("n_equilibria", True)),
-    "n_stable": Quantity(("n_stable", "eq_type"), "stable equilibria found", "count", _plain("n_stable", True)),
+    "n_equilibria": Quantity(("n_equilibria",), "equilibria found", "count", _plain("n_equilibria", True), integer=True),
+    "n_stable": Quantity(("n_stable", "eq_type"), "stable equilibria found", "count", _plain("n_stable", True), integer=True),
     "n_equilibria_estimate": Quantity(("n_equilibria_estimate",), "Chao1 estimate of the number of equilibria",
                                       "count", _plain("n_equilibria_estimate")),
     "n_equilibria_estimate_se": Quantity(("n_equilibria_estimate_se",), "standard error of the estimate", "count",
@@ -91,7 +92,7 @@ QUANTITIES: dict[str, Quantity] = {
     "n_equilibria_lower_bound": Quantity(
         ("n_equilibria", "n_equilibria_missing_min"),
         "equilibria found plus those provably missed (index theorem)", "count",
-        lambda ds: ds["n_equilibria"] + ds["n_equilibria_missing_min"].clip(min=0)),
+        lambda ds: ds["n_equilibria"] + ds["n_equilibria_missing_min"].clip(min=0), integer=True),
     "koopman_slowest_rate": Quantity(("koopman_slowest_rate",), "slowest Koopman decay rate over attractors",
                                      "1/time", _plain("koopman_slowest_rate")),
     "koopman_spectral_gap": Quantity(("koopman_spectral_gap",), "Koopman spectral gap at the slowest attractor",
@@ -99,15 +100,15 @@ QUANTITIES: dict[str, Quantity] = {
     "erank": Quantity(("erank",), "effective rank (Roy-Vetterli)", "count", _plain("erank")),
     "stable_rank": Quantity(("stable_rank",), "stable rank", "count", _plain("stable_rank")),
     "nuclear_rank": Quantity(("nuclear_rank",), "nuclear rank", "count", _plain("nuclear_rank")),
-    "energy_rank": Quantity(("energy_rank",), "energy rank (90%)", "count", _plain("energy_rank", True)),
-    "elbow_rank": Quantity(("elbow_rank",), "elbow rank", "count", _plain("elbow_rank", True)),
+    "energy_rank": Quantity(("energy_rank",), "energy rank (90%)", "count", _plain("energy_rank", True), integer=True),
+    "elbow_rank": Quantity(("elbow_rank",), "elbow rank", "count", _plain("elbow_rank", True), integer=True),
     "threshold_rank": Quantity(("threshold_rank",), "optimal hard threshold rank", "count",
-                               _plain("threshold_rank", True)),
+                               _plain("threshold_rank", True), integer=True),
     "participation_ratio": Quantity(("participation_ratio",), "participation ratio of the activity", "count",
                                     _plain("participation_ratio")),
     "koopman_dimension": Quantity(("koopman_dimension",), "Koopman dimension (principal eigenvalues != -1)",
-                                  "count", _plain("koopman_dimension", True)),
-    "n_slow_modes": Quantity(("n_slow_modes",), "slow Koopman modes", "count", _plain("n_slow_modes", True)),
+                                  "count", _plain("koopman_dimension", True), integer=True),
+    "n_slow_modes": Quantity(("n_slow_modes",), "slow Koopman modes", "count", _plain("n_slow_modes", True), integer=True),
     "basin_stability": Quantity(("basin_stability", "eq_type"), "basin stability of the largest basin", "fraction",
                                 _over_stable("basin_stability", "max")),
     "stability_margin": Quantity(("stability_margin", "eq_type"), "stability margin (mean over attractors)",
@@ -320,6 +321,17 @@ def plot_equilibria_count(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
     return fig, data
 
 
+def _constant(data: xr.Dataset, name: str) -> float | None:
+    """The value of a quantity that is the same for every network of the sweep, else None."""
+    m, e = data[f"{name}_mean"].values, data[f"{name}_se"].values
+    fin = np.isfinite(m)
+    if not fin.all() or not m.size:
+        return None
+    if np.allclose(m, m.flat[0], rtol=0, atol=1e-12 * (1 + abs(m.flat[0]))) and np.all(e[fin] == 0):
+        return float(m.flat[0])
+    return None
+
+
 def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str], title: str
                      ) -> tuple[Figure, xr.Dataset] | None:
     x = choose_x(ds, prefer)
@@ -329,42 +341,54 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
     present = [n for n in names if f"{n}_mean" in data]
     if not present:
         return None
+    # a quantity equal for every network (e.g. the optimal-threshold rank of dense random W, 0)
+    # says nothing about the sweep: named in the title instead of drawn
+    constant = {n: v for n in present if (v := _constant(data, n)) is not None}
+    if len(constant) < len(present):
+        present = [n for n in present if n not in constant]
+    else:
+        constant = {}
     Ns = ds["N"].values.tolist() if "N" in swept_dims(ds) and x != "N" else [None]
     dims, combos = _groups(ds, x, skip=("N",))
-    # few quantities but many series: one row of panels per value of the first categorical
-    # parameter (e.g. ensemble), so that each panel holds a handful of lines
-    split = next((d for d in dims if ds.sizes.get(d, 1) > 1), None)
-    if not (len(present) <= 3 and len(combos) * len(Ns) > 6 and split is not None):
-        split = None
-    rows = ds[split].values.tolist() if split else [None]
-    nc = min(3, len(present))
-    nr = -(-len(present) // nc) * len(rows)
-    fig, axes = new_figure(nr, nc, figsize=(max(4.6 * nc + 3.0, 9.0), 3.5 * nr + 0.4), squeeze=False,
-                           sharex=True)
+    # many series: small multiples, one column per combination of the categorical parameters
+    # (each panel holds one line per N), one row per quantity, shared y per row
+    multiples = len(combos) > 1 and len(combos) * len(Ns) > 4
+    cols = combos if multiples else [None]
+    if multiples:
+        nr, nc = len(present), len(combos)
+        panels = [(name, sel) for name in present for sel in combos]
+    else:
+        nc = min(3, len(present))
+        nr = -(-len(present) // nc)
+        panels = [(name, None) for name in present]
+    width = 3.2 * nc + 3.0 if multiples else max(4.6 * nc + 3.0, 9.0)
+    fig, axes = new_figure(nr, nc, figsize=(width, (2.7 if multiples else 3.5) * nr + 0.6), squeeze=False,
+                           sharex=True, sharey="row" if multiples else False)
     xv = ds[x].values
     n_seeds = ds.sizes.get("seed", 1)
     partial = False
-    panels = [(name, r) for r in rows for name in present]
-    for k, (name, row) in enumerate(panels):
+    drawn_combos: dict[int, dict] = {}
+    for k, (name, col) in enumerate(panels):
         ax = axes.flat[k]
         _scales(ax, xv)
-        row_combos = [c for c in combos if split is None or c[split] == row]
-        n_series = len(row_combos) * len(Ns)
+        panel_combos = [col] if multiples else combos
+        n_series = len(panel_combos) * len(Ns)
         # e.g. ranks of W do not depend on the activation (paired networks): one line, not hidden twins
-        same = _invariant_dims(data[f"{name}_mean"], [d for d in combos[0] if d != x])
+        same = set() if multiples else _invariant_dims(data[f"{name}_mean"], [d for d in combos[0] if d != x])
         drawn = set()
-        for ci, sel in enumerate(combos):
+        for pi, sel in enumerate(panel_combos):
             key = tuple((d, v) for d, v in sel.items() if d not in same)
-            if key in drawn or sel not in row_combos:
+            if key in drawn:
                 continue
             drawn.add(key)
+            ci = combos.index(sel)
+            drawn_combos[ci] = sel
             for ni, n in enumerate(Ns):
                 s = dict(sel, **({"N": n} if n is not None else {}))
                 d = data.sel(s)
                 m, e = d[f"{name}_mean"].values, d[f"{name}_se"].values
-                c = COLORS[ci % len(COLORS)]
-                xs = _dodge(ax, xv, row_combos.index(sel) * len(Ns) + ni, n_series,
-                            width=0.1 / max(n_series, 1) ** 0.5)
+                c = COLORS[(ni if multiples else ci) % len(COLORS)]
+                xs = _dodge(ax, xv, pi * len(Ns) + ni, n_series, width=0.1 / max(n_series, 1) ** 0.5)
                 ax.plot(xs, m, color=c, ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)], ms=4, lw=1.4)
                 ax.fill_between(xs, m - e, m + e, color=c, alpha=0.12, lw=0)
                 # means over only some of the seeds (the others have no value, e.g. no stable
@@ -379,23 +403,42 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
         if m_all.size and m_all.min() > 0 and m_all.max() / m_all.min() > 30:  # e.g. return times near a fold
             ax.set_yscale("log")
         q = QUANTITIES[name]
+        if q.integer and ax.get_yscale() == "linear":  # counts: no 1.900 ... 2.100 ticks
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         label = q.label + (f" (same for every {', '.join(sorted(same))})" if same else "")
-        label += f" [{split}={row}]" if split else ""
-        ax.set_title("\n".join(textwrap.wrap(label, 42)), fontsize=10)
-        ax.set_ylabel(q.units if q.units in ("count", "fraction") else f"[{q.units}]")
-        ax.set_xlabel(_x_label(ds, x))
+        if multiples:
+            head = _fmt(col) if k < nc else ""
+            ax.set_title("\n".join(textwrap.wrap(head, 36)), fontsize=9)
+            if k % nc == 0:
+                ax.set_ylabel("\n".join(textwrap.wrap(label, 28))
+                              + (f"\n[{q.units}]" if q.units not in ("count", "fraction") else ""), fontsize=8)
+        else:
+            ax.set_title("\n".join(textwrap.wrap(label, 42)), fontsize=10)
+            ax.set_ylabel(q.units if q.units in ("count", "fraction") else f"[{q.units}]")
+        if k >= len(panels) - nc:
+            ax.set_xlabel(_x_label(ds, x))
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    handles = [Line2D([], [], color=COLORS[ci % len(COLORS)], lw=2, label=_fmt(sel)) for ci, sel in enumerate(combos)]
-    handles += [Line2D([], [], color="black", ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)],
-                       label=f"N = {n}") for ni, n in enumerate(Ns) if n is not None]
+    # legend: only what is drawn (combinations folded into an identical line are not listed)
+    if multiples:
+        handles = [Line2D([], [], color=COLORS[ni % len(COLORS)], ls=LINESTYLES[ni % 4],
+                          marker=MARKERS[ni % len(MARKERS)], label=f"N = {n}") for ni, n in enumerate(Ns) if n is not None]
+    else:
+        handles = [Line2D([], [], color=COLORS[ci % len(COLORS)], lw=2, label=_fmt(sel))
+                   for ci, sel in sorted(drawn_combos.items()) if len(combos) > 1]
+        handles += [Line2D([], [], color="black", ls=LINESTYLES[ni % 4], marker=MARKERS[ni % len(MARKERS)],
+                           label=f"N = {n}") for ni, n in enumerate(Ns) if n is not None]
     handles.append(Line2D([], [], color="gray", lw=6, alpha=0.3, label="mean ± s.e. over seeds"))
     if partial:
         handles.append(Line2D([], [], color="gray", ls="none", marker="o", ms=7, mfc="white",
                               label=f"hollow: mean over fewer than {n_seeds} seeds\n(the rest undefined; *_count in the .nc)"))
     fig.legend(handles=handles, loc="outside right center")
-    fig.suptitle(_wrap(f"{title} vs {x}: {_context(ds)}"))
+    note = ""
+    if constant:
+        note = "; the same for every network (not drawn): " + ", ".join(
+            f"{QUANTITIES[n].label} = {v:g}" for n, v in constant.items())
+    fig.suptitle(_wrap(f"{title} vs {x}: {_context(ds)}{note}"))
     return fig, data
 
 
