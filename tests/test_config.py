@@ -114,6 +114,17 @@ def test_config_files_name_the_file_and_line(tmp_path):
     empty.write_text("# nothing\n")
     with pytest.raises(ConfigError, match=r"empty\.yaml: empty"):
         load_config_file(empty)
+    # python -m koopnet.config: the whole pre-DAG check on files
+    from koopnet.config import check_config_files
+
+    with pytest.raises(ConfigError, match=r"bad\.yaml, line 3"):
+        check_config_files([bad])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"sweeps": {"s": {**SWEEP, "params": {"g": [2, 2.0]}}}}))
+    with pytest.raises(ConfigError, match=r"sweeps\.s\.params\.g"):
+        check_config_files([cfg])
+    cfg.write_text(yaml.safe_dump({"sweeps": {"s": SWEEP}}))
+    assert check_config_files([cfg]) == []
 
 
 def test_weight_file_theta_shape_is_reported_as_given(tmp_path):

@@ -12,7 +12,9 @@ is built, and raises :class:`~koopnet.sweep.ConfigError` naming the key (``sweep
   sweep from the cost formulas of the stages (N^2 floats per W, starts x N^3 per Newton
   iteration, C(N + D, D) Taylor monomials); refuse what cannot fit in memory, warn with an
   estimated time for what is merely long;
-- :func:`load_config_file`: a YAML file read with its name (and line) in every error.
+- :func:`load_config_file`: a YAML file read with its name (and line) in every error;
+  :func:`check_config_files` (``python -m koopnet.config FILE...``) runs all of the above on
+  config files, since Snakemake's own ``--configfile`` errors name neither file nor line.
 
 Ensemble and theta parameters are checked by :func:`koopnet.sweep.expand_sweep` against
 their declarations (:data:`koopnet.ensembles.PARAMETERS`).
@@ -39,6 +41,7 @@ __all__ = [
     "estimate_job",
     "check_resources",
     "load_config_file",
+    "check_config_files",
     "FLOP_RATE",
 ]
 
@@ -275,3 +278,56 @@ def load_config_file(path: str | os.PathLike) -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path}: must be a mapping of keys, got a {type(config).__name__}")
     return config
+
+
+def check_config_files(paths: Sequence[str | os.PathLike], schema_path: str | os.PathLike | None = None,
+                       base_dir: str | os.PathLike = ".") -> list[str]:
+    """Every check the workflow makes before its DAG, on config files (later files override earlier keys).
+
+    Snakemake reads ``--configfile`` itself, before the workflow's code runs, so its errors for
+    a YAML syntax error or an empty file name neither; ``python -m koopnet.config FILE...``
+    runs this and does.
+
+    Returns
+    -------
+    list of str
+        Warnings (long jobs).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file (and line), or the key.
+    """
+    from .ensembles import WeightFileError
+    from .sweep import expand_sweep, seed_chunks
+
+    config: dict = {}
+    for path in paths:
+        config.update(load_config_file(path))
+    if schema_path is None:
+        schema_path = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    lines = schema_errors(config, yaml.safe_load(Path(schema_path).read_text()))
+    if lines:
+        raise ConfigError("Invalid config:\n" + "\n".join(lines))
+    check_stage_settings(config)
+    sizes = {}
+    for name, sweep in config["sweeps"].items():
+        try:
+            points = expand_sweep(name, sweep, base_dir=base_dir)
+        except WeightFileError as err:
+            raise ConfigError(str(err)) from None
+        chunks = seed_chunks(sweep.get("seeds", 1), sweep.get("seeds_per_job", 1))
+        sizes[name] = ([p.n_units for p in points], max(map(len, chunks)))
+    return check_resources(config, sizes)
+
+
+if __name__ == "__main__":  # python -m koopnet.config my_sweep.yaml
+    import sys
+
+    try:
+        for warning in check_config_files(sys.argv[1:]):
+            print(f"warning: {warning}", file=sys.stderr)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        sys.exit(1)
+    print("config OK: " + " ".join(sys.argv[1:]))
