@@ -10,8 +10,10 @@ Newton's method and accepted when Newton converges to a *stable* equilibrium wit
 correction at most half the predicted move (no jump to another branch). A rejected
 step halves h, so the step lengths bisect the bracket [last accepted delta, rejected delta]
 until it is shorter than ``tol``: the branch ends where it folds (det J = 0, a real
-eigenvalue reaches 0, the equilibrium disappears in a saddle-node) or loses stability in a
-Hopf bifurcation (a complex pair crosses the imaginary axis). Every operation acts on one
+eigenvalue reaches 0, the equilibrium disappears in a saddle-node), loses stability at a branch
+point (a real eigenvalue reaches 0 but its left null vector is orthogonal to dF/ddelta, so the
+state persists: a symmetry-breaking pitchfork) or in a Hopf bifurcation (a complex pair
+crosses the imaginary axis). Every operation acts on one
 branch's own rows, so results do not depend on which other branches share the arrays.
 """
 
