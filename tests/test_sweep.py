@@ -222,3 +222,15 @@ def test_config_attribute_ignores_seeds_per_job_and_list_spelling():
     assert config_hash(_sweep_config(changed, "s")) != config_hash(_sweep_config(base, "s"))
     assert [p.id for p in expand_sweep("s", base["sweeps"]["s"])] == [p.id for p in expand_sweep("s", {
         **base["sweeps"]["s"], "params": {"g": [4.0, 1]}})]
+
+
+def test_complex_missing_values_have_one_encoding(tmp_path):
+    # a stage's fill (nan + 0j) and collect's padding (nan + nanj) are one missing value: the same
+    # bytes whatever job layout (seeds_per_job) produced them
+    a = xr.Dataset({"z": ("k", np.array([1 + 2j, complex(np.nan, 0.0)]))})
+    b = xr.Dataset({"z": ("k", np.array([1 + 2j, complex(np.nan, np.nan)]))})
+    io.write_dataset(a, tmp_path / "a.nc")
+    io.write_dataset(b, tmp_path / "b.nc")
+    assert (tmp_path / "a.nc").read_bytes() == (tmp_path / "b.nc").read_bytes()
+    z = io.open_dataset(tmp_path / "a.nc")["z"].values
+    assert z[0] == 1 + 2j and np.isnan(z[1].real) and np.isnan(z[1].imag)
