@@ -34,6 +34,9 @@ class KoopmanStatus(IntEnum):
 
     ok = 0
     no_stable_equilibrium = 1
+    #: no hyperbolic stable equilibrium, but a non-hyperbolic one without unstable eigenvalues
+    #: (it may attract, algebraically: see the metrics stage's attractor_status); no rates
+    non_hyperbolic_equilibrium = 2
 
 
 class GedmdStatus(IntEnum):

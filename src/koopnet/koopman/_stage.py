@@ -359,6 +359,9 @@ def spectra_dataset(
     for b in range(B):
         idx = np.flatnonzero(stable[b])
         if idx.size == 0:
+            neutral = (eq_type_all[b] == int(EquilibriumType.non_hyperbolic)) & np.all(jac_all[b].real <= 1e-8, axis=-1)
+            if neutral.any():
+                kstatus[b] = int(KoopmanStatus.non_hyperbolic_equilibrium)
             continue
         rates = -np.max(principal[b, idx].real, axis=1)  # r1 per attractor
         k = int(np.argmin(rates))
