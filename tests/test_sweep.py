@@ -16,6 +16,8 @@ from koopnet.sweep import (
     expand_sweep,
     network_seed,
     networks_dataset,
+    estimated_cpu_seconds,
+    plan_jobs,
     seed_chunks,
 )
 
@@ -41,6 +43,63 @@ def test_grid_is_the_product_of_the_lists():
 def test_seed_chunks_cover_every_seed_once():
     chunks = seed_chunks(7, 3)
     assert [list(c) for c in chunks] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_jobs_hold_every_seed_chunk_once_in_grid_order():
+    points = expand_sweep("s", SWEEP)
+    chunks = seed_chunks(5, 2)
+    units = [(p.id, c) for p in points for c in range(len(chunks))]
+    cost = {(p.id, c): len(ch) * estimated_cpu_seconds(p.n_units) for p in points for c, ch in enumerate(chunks)}
+    total = sum(cost.values())
+    for target in (0, 0.9 * total / 7, total / 3, total, 10 * total):
+        jobs = plan_jobs(points, chunks, target)
+        assert [(u.point.id, u.chunk) for j in jobs for u in j.units] == units
+        assert len({j.id for j in jobs}) == len(jobs)
+        if target == 0:
+            assert len(jobs) == len(units)
+        else:  # no unit exceeds these targets: at most as many jobs as the target asks for
+            assert max(cost.values()) <= target
+            assert len(jobs) <= int(np.ceil(total / target))
+            for job in jobs:  # (its share of the total, plus half of each end unit)
+                assert sum(cost[(u.point.id, u.chunk)] for u in job.units) <= 2 * target
+        for job in jobs:
+            assert list(job.units[0].seeds) == list(chunks[job.units[0].chunk])
+            assert job.id == f"{job.units[0].name}+{len(job.units) - 1}"
+
+
+def test_small_networks_do_not_pile_up_beside_large_ones():
+    # N = 100 and 300 units below the target, N = 1000 units far above it (config/scale.yaml)
+    sweep = {**SWEEP, "ensemble": "gaussian", "activation": "logistic", "N": [100, 300, 1000],
+             "params": {"g": [2.0, 4.0, 8.0]}, "seeds": 2, "seeds_per_job": 1}
+    points = expand_sweep("s", sweep)
+    target = (estimated_cpu_seconds(300) + estimated_cpu_seconds(1000)) / 2
+    assert estimated_cpu_seconds(300) < target < estimated_cpu_seconds(1000)
+    jobs = plan_jobs(points, seed_chunks(2, 1), target)
+    for job in jobs:
+        cost = sum(estimated_cpu_seconds(u.point.n_units) for u in job.units)
+        assert len(job.units) == 1 or cost <= 2 * target
+    assert sum(len(j.units) == 1 and j.units[0].point.n_units == 1000 for j in jobs) == 6
+
+
+def test_a_unit_costlier_than_the_target_is_a_job_of_its_own():
+    # grid order: N=3 (g=1, 2, 3) then N=100 (g=1, 2, 3); one network per unit
+    sweep = {**SWEEP, "ensemble": "gaussian", "activation": "tanh", "N": [3, 100],
+             "params": {"g": [1.0, 2.0, 3.0]}, "seeds": 1, "seeds_per_job": 1}
+    points = expand_sweep("s", sweep)
+    small, big = estimated_cpu_seconds(3), estimated_cpu_seconds(100)
+    assert 2 * small < big
+    # fewer jobs than units, so by the midpoints alone the first N=100 unit would join the
+    # last N=3 one (the first unit to cross a job boundary)
+    target = 0.9 * big
+    total = 3 * small + 3 * big
+    width = total / np.ceil(total / target)  # the jobs' share of the cost
+    assert (2.5 * small) // width == (3 * small + big / 2) // width  # the premise: same share
+    jobs = plan_jobs(points, seed_chunks(1, 1), target)
+    assert len(jobs) < len(points)
+    assert [[u.point.n_units for u in j.units] for j in jobs][-3:] == [[100], [100], [100]]
+    for job in jobs:
+        if len(job.units) > 1:
+            assert sum(estimated_cpu_seconds(u.point.n_units) for u in job.units) < 2 * target
 
 
 def test_networks_do_not_depend_on_chunking():

@@ -1,6 +1,6 @@
 """End to end: the Snakemake workflow on tiny configs in temporary directories.
 
-Covers config errors caught before any job, determinism across --cores and seeds_per_job,
+Covers config errors caught before any job, determinism across --cores, seeds_per_job and job sizes,
 resuming after SIGKILL, and `snakemake --lint`.
 """
 
@@ -40,6 +40,9 @@ TINY = {
         }
     },
     "equilibria": {"n_starts": 32},
+    # 8 seed chunks of 2 networks, estimated about 1.2 CPU-s each (koopnet.sweep.estimated_cpu_seconds):
+    # ceil(9.5 / 2.5) = 4 jobs of 2 chunks
+    "job_cpu_seconds": 2.5,
 }
 
 
@@ -91,23 +94,35 @@ def test_reference_dataset_is_self_describing(reference):
 
 
 def test_same_numbers_whatever_cores_and_seeds_per_job(tmp_path, reference, reference_dir):
-    # the reference ran on 2 cores with 2 networks per job; this one on 1 core with 4 per job
+    # the reference ran on 2 cores, 2 networks per chunk, 2 chunks per job; this one on 1 core
+    # with 4 networks per chunk and one chunk per job
     config = yaml.safe_load(yaml.safe_dump(TINY))
     config["sweeps"]["tiny"]["seeds_per_job"] = 4
+    config["job_cpu_seconds"] = 0
     config["sweeps"]["tiny"]["params"]["g"] = [8, 0.5]  # the same numbers, spelt otherwise
     run_snakemake(tmp_path, config, "--cores", "1", TARGET)
+    assert len(list((tmp_path / "results" / "tiny" / "jobs").glob("*/metrics.nc"))) == 4
     ds = io.open_dataset(tmp_path / TARGET)
     # neither seeds_per_job nor the spelling changes a number, so neither changes the file
     xr.testing.assert_identical(ds, reference)
     assert (tmp_path / TARGET).read_bytes() == (reference_dir / TARGET).read_bytes()
 
 
+def test_job_size_changes_neither_numbers_nor_bytes(tmp_path, reference_dir):
+    # one seed chunk per job (8 jobs) instead of 4 jobs of 2: job_cpu_seconds only repacks
+    jobs = reference_dir / "results" / "tiny" / "jobs"
+    assert len(list(jobs.glob("*/metrics.nc"))) == 4
+    run_snakemake(tmp_path, {**TINY, "job_cpu_seconds": 0}, "--cores", "2", TARGET)
+    assert len(list((tmp_path / "results" / "tiny" / "jobs").glob("*/metrics.nc"))) == 8
+    assert (tmp_path / TARGET).read_bytes() == (reference_dir / TARGET).read_bytes()
+
+
 def test_resume_after_sigkill(tmp_path, reference, reference_dir):
     proc = run_snakemake(tmp_path, TINY, "--cores", "2", TARGET, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
-    points = tmp_path / "results" / "tiny" / "points"
+    jobs = tmp_path / "results" / "tiny" / "jobs"
     deadline = time.time() + 300
-    while time.time() < deadline and len(list(points.glob("*/*/equilibria.nc"))) < 2:
+    while time.time() < deadline and len(list(jobs.glob("*/equilibria.nc"))) < 2:
         time.sleep(0.2)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
@@ -181,9 +196,9 @@ def test_snakefmt_formatted():
 
 
 def test_dry_run_of_a_10000_network_sweep(tmp_path):
-    # 200 grid points x 50 seeds in jobs of 10: 1,000 jobs per stage, not 10,000
-    # (measured: the DAG builds in ~15-20 s on 2 cores; the timeout only guards against a hang)
-    config = {"sweeps": {"big": {
+    # 200 grid points x 50 seeds in chunks of 10, one chunk per job: 1,000 jobs per stage, not
+    # 10,000 (measured: the DAG builds in ~15-20 s on 2 cores; the timeout only guards against a hang)
+    config = {"job_cpu_seconds": 0, "sweeps": {"big": {
         "ensemble": ["gaussian", "sparse", "dale", "lowrank", "symmetric"],
         "activation": ["logistic", "tanh"], "theta_mode": "centered", "N": [50, 100],
         "params": {"g": list(range(1, 11))}, "seeds": 50, "seeds_per_job": 10}}}
@@ -197,7 +212,7 @@ def test_a_failed_job_leaves_its_traceback_in_its_log(tmp_path):
     config = {"seed": 7, "sweeps": {"tiny": {**TINY["sweeps"]["tiny"], "activation": "tanh", "params": {"g": 0.5},
                                               "seeds": 1, "seeds_per_job": 1}},
               "equilibria": {"n_starts": 8}}
-    chunk = "results/tiny/points/gaussian_tanh_centered_N3_g0.5/chunk0"
+    chunk = "results/tiny/jobs/gaussian_tanh_centered_N3_g0.5_chunk0+0"  # the sweep's only job
     run_snakemake(tmp_path, config, "--cores", "1", f"{chunk}/equilibria.nc")
     (tmp_path / chunk / "networks.nc").write_bytes(b"not a netCDF file")  # the spectra job will fail
     result = run_snakemake(tmp_path, config, "--cores", "1", f"{chunk}/spectra.nc", check=False)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["write_dataset", "open_dataset", "encode_complex", "decode_complex"]
+__all__ = ["write_dataset", "write_datasets", "open_dataset", "open_groups", "encode_complex", "decode_complex"]
 
 COMPLEX_DIM = "complex"
 _MARK = "complex_encoding"
@@ -75,7 +76,47 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
-def open_dataset(path: str | os.PathLike, load: bool = True) -> xr.Dataset:
+def write_datasets(datasets: Mapping[str, xr.Dataset], path: str | os.PathLike) -> None:
+    """Write several datasets as the netCDF-4 groups of one file, atomically, in the given order.
+
+    A workflow job that holds several seed chunks writes one file per stage this way (one
+    group per chunk); read them back with :func:`open_groups` (or one with
+    ``open_dataset(path, group=name)``). The file is opened once for all groups: reopening it
+    per group costs time growing with the number of groups already written.
+    """
+    if not datasets:
+        raise ValueError(f"{path}: no datasets to write")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        root = xr.backends.NetCDF4DataStore.open(tmp, mode="w", format="NETCDF4")
+        try:
+            for group, ds in datasets.items():
+                encoded = encode_complex(ds)
+                store = xr.backends.NetCDF4DataStore(root.ds.createGroup(group))
+                encoded.dump_to_store(store, encoding=_encoding(encoded))
+        finally:
+            root.close()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def open_groups(path: str | os.PathLike) -> dict[str, xr.Dataset]:
+    """Every group of a file written by :func:`write_datasets`, loaded, by name (file order).
+
+    Opens the file once: netCDF-4 reads the metadata of all groups on every open.
+    """
+    import netCDF4
+
+    with netCDF4.Dataset(path) as nc:
+        return {name: decode_complex(xr.open_dataset(xr.backends.NetCDF4DataStore(group)).load())
+                for name, group in nc.groups.items()}
+
+
+def open_dataset(path: str | os.PathLike, load: bool = True, group: str | None = None) -> xr.Dataset:
     """Open a koopnet netCDF file with complex variables reassembled.
 
     Parameters
@@ -83,8 +124,10 @@ def open_dataset(path: str | os.PathLike, load: bool = True) -> xr.Dataset:
     path : path
     load : bool
         Read everything into memory and close the file (default).
+    group : str, optional
+        A netCDF-4 group (see :func:`write_datasets`); default the root.
     """
-    ds = xr.open_dataset(path, engine="netcdf4")
+    ds = xr.open_dataset(path, engine="netcdf4", group=group)
     if load:
         with ds:
             ds = ds.load()

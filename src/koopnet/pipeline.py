@@ -1,9 +1,10 @@
 """The workflow's stages as plain functions (no snakemake import).
 
 Each Snakemake rule's script is one call into this module, so the same code runs from a
-notebook or a test: ``run_networks`` draws a job's networks, ``run_stage`` runs one analysis
-stage on them, ``run_collect`` combines a sweep. BLAS is pinned to the job's threads
-(threadpoolctl) because Snakemake parallelises across jobs.
+notebook or a test: ``run_networks`` draws a seed chunk's networks, ``run_stage`` runs one
+analysis stage on them, ``run_job`` does either for every seed chunk of a workflow job (one
+netCDF group per chunk in each stage file), ``run_collect`` combines a sweep. BLAS is pinned
+to the job's threads (threadpoolctl) because Snakemake parallelises across jobs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import importlib
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from . import io
 from .sweep import (
     GRID_KEYS,
+    SweepJob,
     SweepPoint,
     batch_from_dataset,
     build_networks,
@@ -29,7 +32,8 @@ from .sweep import (
     provenance_attrs,
 )
 
-__all__ = ["STAGES", "start_job_log", "run_networks", "run_stage", "run_collect", "swept_keys", "stage_settings"]
+__all__ = ["STAGES", "start_job_log", "run_networks", "run_stage", "run_job", "run_collect", "swept_keys",
+           "stage_settings"]
 
 log = logging.getLogger("koopnet")
 
@@ -80,19 +84,24 @@ def stage_settings(settings_cls: type, section: Mapping[str, Any] | None, where:
     return settings_cls(**section)
 
 
-def run_networks(point: SweepPoint, seed_indices: Sequence[int], config_seed: int, out: str | Path,
+def run_networks(point: SweepPoint, seed_indices: Sequence[int], config_seed: int, out: str | Path | None,
                  threads: int = 1, base_dir: str | Path = ".") -> xr.Dataset:
-    """Draw a job's networks and write their dataset (W, theta, seeds, spectrum of W)."""
+    """Draw a seed chunk's networks and write their dataset (W, theta, seeds, spectrum of W).
+
+    ``out=None`` returns the dataset without writing it.
+    """
     with threadpool_limits(threads):
         batch, seeds = build_networks(point, seed_indices, config_seed, base_dir)
         ds = networks_dataset(batch, seeds).assign_coords(seed=("network", list(seed_indices)))
-    io.write_dataset(ds, out)
+    if out is not None:
+        io.write_dataset(ds, out)
     log.info("%s: %d networks (N=%d) -> %s", point.id, len(batch), batch.n_units, out)
     return ds
 
 
-def run_stage(stage: str, activation: str, networks: str | Path, upstream: Mapping[str, str | Path],
-              config: Mapping[str, Any], out: str | Path, threads: int = 1) -> xr.Dataset:
+def run_stage(stage: str, activation: str, networks: str | Path | xr.Dataset,
+              upstream: Mapping[str, str | Path | xr.Dataset], config: Mapping[str, Any],
+              out: str | Path | None, threads: int = 1) -> xr.Dataset:
     """Run analysis ``stage`` on a job's networks and write its dataset.
 
     Parameters
@@ -101,31 +110,77 @@ def run_stage(stage: str, activation: str, networks: str | Path, upstream: Mappi
         A key of :data:`STAGES`.
     activation : str
         The networks' activation.
-    networks : path
-        The job's networks dataset.
+    networks : path or Dataset
+        The networks dataset (:func:`run_networks`).
     upstream : mapping
-        Paths of upstream stage datasets by stage name.
+        Upstream stage datasets (or their paths) by stage name.
     config : mapping
         Workflow config (its stage sections give the settings).
-    out : path
+    out : path or None
+        Where to write the result; None: only return it.
     threads : int
         BLAS threads.
     """
-    net_ds = io.open_dataset(networks)
+    net_ds = _dataset(networks)
     batch, seeds = batch_from_dataset(net_ds, activation)
-    inputs = {name: io.open_dataset(path) for name, path in upstream.items()}
+    inputs = {name: _dataset(ds) for name, ds in upstream.items()}
     parts = []
+    cpu = 0.0  # CPU seconds in the analysis itself (not imports, files or bookkeeping)
     with threadpool_limits(threads):
         for module, func, settings_name, section, needs in STAGES[stage]:
             mod = importlib.import_module(module)
             settings = stage_settings(getattr(mod, settings_name), config.get(section), section)
             kwargs = {name: inputs[name].drop_vars("seed") for name in needs}
+            start = time.process_time()
             parts.append(getattr(mod, func)(batch, seeds, settings, **kwargs))
+            cpu += time.process_time() - start
     ds = xr.merge(parts, compat="no_conflicts", join="exact", combine_attrs="drop_conflicts")
     ds = ds.assign_coords(seed=("network", net_ds["seed"].values))
-    io.write_dataset(ds, out)
-    log.info("%s: %d networks -> %s", stage, len(batch), out)
+    if out is not None:
+        io.write_dataset(ds, out)
+    log.info("%s: %d networks, analysis %.3f CPU-s -> %s", stage, len(batch), cpu, out)
     return ds
+
+
+def _dataset(source: str | Path | xr.Dataset) -> xr.Dataset:
+    return source if isinstance(source, xr.Dataset) else io.open_dataset(source)
+
+
+def run_job(stage: str, job: SweepJob, config: Mapping[str, Any], inputs: Mapping[str, str | Path],
+            outputs: Mapping[str, str | Path], threads: int = 1, base_dir: str | Path = ".") -> None:
+    """Run one workflow job: ``stage`` on every unit (seed chunk) of ``job``.
+
+    Each stage file of a job holds one netCDF group per unit (named ``unit.name``), written
+    atomically once all units are done, so a killed job leaves no file and is redone whole.
+
+    Parameters
+    ----------
+    stage : str
+        ``"equilibria"`` (which first draws the networks and also writes ``outputs["networks"]``)
+        or another key of :data:`STAGES`.
+    job : SweepJob
+    config : mapping
+        Workflow config (``seed`` and the stage sections).
+    inputs : mapping
+        Paths of the job's upstream files by name (``networks`` and upstream stages); none for
+        ``equilibria``.
+    outputs : mapping
+        Paths to write by name (``networks`` and ``equilibria``, or the stage).
+    """
+    results: dict[str, dict[str, xr.Dataset]] = {name: {} for name in outputs}
+    groups = {name: io.open_groups(path) for name, path in inputs.items()}
+    for unit in job.units:
+        activation = unit.point.values["activation"]
+        if stage == "equilibria":
+            networks = run_networks(unit.point, unit.seeds, config["seed"], None, threads, base_dir)
+            results["networks"][unit.name] = networks
+        else:
+            networks = groups["networks"][unit.name]
+        upstream = {name: groups[name][unit.name] for name in groups if name != "networks"}
+        results[stage][unit.name] = run_stage(stage, activation, networks, upstream, config, None, threads)
+    for name, datasets in results.items():
+        io.write_datasets(datasets, outputs[name])
+        log.info("%s: %d chunks -> %s", name, len(datasets), outputs[name])
 
 
 def swept_keys(sweep: Mapping[str, Any], points: Sequence[SweepPoint]) -> list[str]:
@@ -137,21 +192,26 @@ def swept_keys(sweep: Mapping[str, Any], points: Sequence[SweepPoint]) -> list[s
     return keys
 
 
-def run_collect(config: Mapping[str, Any], sweep: str, points: Sequence[SweepPoint],
-                chunk_files: Sequence[Mapping[str, str | Path]], out: str | Path) -> xr.Dataset:
+def run_collect(config: Mapping[str, Any], sweep: str, jobs: Sequence[SweepJob],
+                job_files: Sequence[Mapping[str, str | Path]], out: str | Path) -> xr.Dataset:
     """Combine all jobs of a sweep into ``results/<sweep>/sweep.nc``.
 
     Parameters
     ----------
-    chunk_files : sequence of mapping
-        For every job (aligned with ``points`` repeated per chunk), its files by stage
-        (``networks``, ``equilibria``, ``spectra``, ``metrics``).
+    jobs : sequence of SweepJob
+        Every job of the sweep (:func:`koopnet.sweep.plan_jobs`).
+    job_files : sequence of mapping
+        For every job, its files by stage (``networks``, ``equilibria``, ``spectra``,
+        ``metrics``); each holds one group per unit of the job.
     """
     parts = []
-    for point, files in zip(points, chunk_files):
-        datasets = [io.open_dataset(files[name]) for name in files]
-        merged = xr.merge(datasets, compat="no_conflicts", join="exact", combine_attrs="drop_conflicts")
-        parts.append((point, merged))
+    for job, files in zip(jobs, job_files):
+        groups = [io.open_groups(path) for path in files.values()]
+        for unit in job.units:
+            datasets = [by_unit[unit.name] for by_unit in groups]
+            merged = xr.merge(datasets, compat="no_conflicts", join="exact", combine_attrs="drop_conflicts")
+            parts.append((unit.point, merged))
+    points = [point for point, _ in parts]
     ds = collect(parts, swept_keys(config["sweeps"][sweep], points), provenance_attrs(_sweep_config(config, sweep), sweep))
     io.write_dataset(ds, out)
     return ds
@@ -160,12 +220,12 @@ def run_collect(config: Mapping[str, Any], sweep: str, points: Sequence[SweepPoi
 def _sweep_config(config: Mapping[str, Any], sweep: str) -> dict:
     """The part of the config that determines a sweep's numbers, in one spelling.
 
-    Not threads, figures, other sweeps or ``seeds_per_job`` (none changes a number); numbers
+    Not threads, figures, other sweeps, ``seeds_per_job`` or ``job_cpu_seconds`` (none changes a number); numbers
     as floats and numeric lists sorted, as the dataset's coordinates are, so that ``[4, 1.0]``
     and ``[1, 4]`` give the same ``config`` and ``config_hash`` (and the same file). The order
     of text lists is kept: it is the order of the dataset's categorical coordinates.
     """
-    out = {k: v for k, v in config.items() if k not in ("sweeps", "threads", "paper")}
+    out = {k: v for k, v in config.items() if k not in ("sweeps", "threads", "job_cpu_seconds", "paper")}
     spec = {k: v for k, v in config["sweeps"][sweep].items() if k != "seeds_per_job"}
     if "params" in spec:
         spec["params"] = {k: _one_spelling(v, _declared_kind(k)) for k, v in spec["params"].items()}

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,10 @@ __all__ = [
     "GRID_KEYS",
     "expand_sweep",
     "seed_chunks",
+    "JobUnit",
+    "SweepJob",
+    "estimated_cpu_seconds",
+    "plan_jobs",
     "network_seed",
     "build_networks",
     "networks_dataset",
@@ -228,6 +233,107 @@ def _canonical(value) -> str:
 def seed_chunks(seeds: int, seeds_per_job: int) -> list[range]:
     """Seed indices of each job: ``seeds`` networks in chunks of ``seeds_per_job``."""
     return [range(s, min(s + seeds_per_job, seeds)) for s in range(0, seeds, seeds_per_job)]
+
+
+@dataclass(frozen=True)
+class JobUnit:
+    """One seed chunk of one grid point: the smallest piece of work, never split across jobs.
+
+    Attributes
+    ----------
+    point : SweepPoint
+    chunk : int
+        Index of the seed chunk (see :func:`seed_chunks`).
+    seeds : tuple of int
+        Seed indices of its networks.
+    """
+
+    point: SweepPoint
+    chunk: int
+    seeds: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        """Its netCDF group name in a job's stage files, e.g. ``gaussian_tanh_centered_N6_g2.0_chunk0``."""
+        return f"{self.point.id}_chunk{self.chunk}"
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """Consecutive units run by one workflow job (one Snakemake job per stage).
+
+    Attributes
+    ----------
+    id : str
+        Its directory name: the first unit's name and how many units follow, e.g.
+        ``gaussian_logistic_centered_N6_g0.5_chunk0+8``.
+    units : tuple of JobUnit
+    """
+
+    id: str
+    units: tuple[JobUnit, ...]
+
+
+def estimated_cpu_seconds(n_units: int, config: Mapping[str, Any] | None = None) -> float:
+    """Rough CPU seconds of one network through all stages (one core).
+
+    0.5 s of Python-level work that does not grow with N (the default sweep's networks, N <= 12,
+    take 0.3-0.6 s of analysis each) plus the flop count of :func:`koopnet.config.estimate_job`
+    at the config's settings. Only decides how many networks share a job; the numbers
+    computed never depend on it.
+    """
+    from .config import estimate_job  # (koopnet.config imports this module)
+
+    return 0.5 + estimate_job(config or {}, n_units, 1).seconds
+
+
+def plan_jobs(points: Sequence[SweepPoint], chunks: Sequence[range], cpu_seconds: float,
+              config: Mapping[str, Any] | None = None) -> list[SweepJob]:
+    """Pack a sweep's units (every point x seed chunk, in grid order) into jobs.
+
+    Fewer, fuller jobs spend less CPU on start-up (about 1 CPU-s of imports per job and
+    stage). The sweep's estimated cost (:func:`estimated_cpu_seconds`) is cut into
+    ``ceil(total / cpu_seconds)`` equal shares, and the consecutive units whose cost midpoints
+    fall in one share form a job. A unit estimated above ``cpu_seconds`` forms a job of its
+    own, so one large network never holds up small ones.
+
+    Parameters
+    ----------
+    points : sequence of SweepPoint
+        The sweep's grid points, in grid order.
+    chunks : sequence of range
+        Seed indices of each chunk (:func:`seed_chunks`).
+    cpu_seconds : float
+        Target estimated CPU seconds per job; 0 gives one unit per job.
+    config : mapping, optional
+        Workflow config (its stage settings enter the estimate).
+
+    Returns
+    -------
+    list of SweepJob
+        In grid order; every unit in exactly one job; at most ``ceil(total / cpu_seconds)``
+        jobs besides the units that run alone; a job of several units is estimated at most
+        ``2 * cpu_seconds`` (its share plus half of each end unit).
+    """
+    units = [JobUnit(p, c, tuple(seeds)) for p in points for c, seeds in enumerate(chunks)]
+    if cpu_seconds <= 0:
+        return [SweepJob(f"{u.name}+0", (u,)) for u in units]
+    if not units:
+        return []
+    per_network = {n: estimated_cpu_seconds(n, config) for n in {u.point.n_units for u in units}}
+    costs = [len(u.seeds) * per_network[u.point.n_units] for u in units]
+    total = sum(costs)
+    n_jobs = max(1, math.ceil(total / cpu_seconds))  # shares of at most cpu_seconds
+    groups: list[list[JobUnit]] = []
+    last, done, last_alone = None, 0.0, False
+    for unit, cost in zip(units, costs):
+        index = min(n_jobs - 1, int((done + cost / 2) * n_jobs / total))
+        alone = cost > cpu_seconds
+        if index != last or alone or last_alone:
+            groups.append([])
+        groups[-1].append(unit)
+        last, done, last_alone = index, done + cost, alone
+    return [SweepJob(f"{g[0].name}+{len(g) - 1}", tuple(g)) for g in groups]
 
 
 def _number(v):

@@ -1,14 +1,16 @@
 # Per-job stages: weight ensembles and equilibria -> Koopman spectra and metrics
-# (dimension, resilience). Drawing a job's networks takes milliseconds, so it shares the
-# equilibria job (one Python start-up less per job) but keeps its own file.
+# (dimension, resilience). A job holds one or more seed chunks of the grid points (sized by
+# their estimated CPU time, config `job_cpu_seconds`); each stage file holds one netCDF group
+# per chunk. Drawing a job's networks takes milliseconds, so it shares the equilibria job (one
+# Python start-up less per job) but keeps its own file.
 
 
 rule equilibria:
     input:
-        weight_file,
+        weight_files,
     output:
-        networks=f"{CHUNK_DIR}/networks.nc",
-        equilibria=f"{CHUNK_DIR}/equilibria.nc",
+        networks=f"{JOB_DIR}/networks.nc",
+        equilibria=f"{JOB_DIR}/equilibria.nc",
     log:
         f"{LOG_DIR}/equilibria.log",
     conda:
@@ -16,21 +18,19 @@ rule equilibria:
     threads: THREADS
     params:
         code=KOOPNET_SOURCE,
-        point=sweep_point,
-        seeds=seed_indices,
-        config_seed=config["seed"],
-        activation=activation,
+        job=sweep_job,
+        config_seed=config["seed"],  # rerun when the seed changes
         settings=config.get("equilibria", {}),  # rerun when the settings change
     script:
-        "../scripts/equilibria.py"
+        "../scripts/stage.py"
 
 
 rule spectra:
     input:
-        networks=f"{CHUNK_DIR}/networks.nc",
-        equilibria=f"{CHUNK_DIR}/equilibria.nc",
+        networks=f"{JOB_DIR}/networks.nc",
+        equilibria=f"{JOB_DIR}/equilibria.nc",
     output:
-        f"{CHUNK_DIR}/spectra.nc",
+        spectra=f"{JOB_DIR}/spectra.nc",
     log:
         f"{LOG_DIR}/spectra.log",
     conda:
@@ -38,7 +38,7 @@ rule spectra:
     threads: THREADS
     params:
         code=KOOPNET_SOURCE,
-        activation=activation,
+        job=sweep_job,
         settings=config.get("spectra", {}),
     script:
         "../scripts/stage.py"
@@ -46,10 +46,10 @@ rule spectra:
 
 rule metrics:
     input:
-        networks=f"{CHUNK_DIR}/networks.nc",
-        equilibria=f"{CHUNK_DIR}/equilibria.nc",
+        networks=f"{JOB_DIR}/networks.nc",
+        equilibria=f"{JOB_DIR}/equilibria.nc",
     output:
-        f"{CHUNK_DIR}/metrics.nc",
+        metrics=f"{JOB_DIR}/metrics.nc",
     log:
         f"{LOG_DIR}/metrics.log",
     conda:
@@ -57,7 +57,7 @@ rule metrics:
     threads: THREADS
     params:
         code=KOOPNET_SOURCE,
-        activation=activation,
+        job=sweep_job,
         settings={k: config.get(k, {}) for k in ("dimension", "resilience")},
     script:
         "../scripts/stage.py"

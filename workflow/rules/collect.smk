@@ -7,7 +7,7 @@ localrules:
 
 rule collect:
     input:
-        sweep_chunk_files,
+        sweep_job_files,
     output:
         "results/{sweep}/sweep.nc",
     log:
@@ -16,7 +16,7 @@ rule collect:
         "../../environment.yml"
     params:
         code=KOOPNET_SOURCE,
-        jobs=lambda wildcards: sweep_jobs(wildcards.sweep),
+        jobs=lambda wildcards: sweep_jobs(wildcards.sweep),  # rerun when the packing changes
         stages=STAGE_FILES,
     script:
         "../scripts/collect.py"

@@ -10,7 +10,13 @@ import yaml
 from koopnet.config import check_resources, check_stage_settings, schema_errors
 from koopnet.ensembles import WeightFileError
 from koopnet.pipeline import STAGES
-from koopnet.sweep import ConfigError, expand_sweep, seed_chunks, source_hash
+from koopnet.sweep import (
+    ConfigError,
+    expand_sweep,
+    plan_jobs,
+    seed_chunks,
+    source_hash,
+)
 
 
 def _validate_config():
@@ -31,19 +37,17 @@ _validate_config()
 
 
 def _expand_all_sweeps():
-    grids = {}
+    grids, sizes = {}, {}
     for name, sweep in config["sweeps"].items():
         try:
             points = expand_sweep(name, sweep, base_dir=Path.cwd())
         except (ConfigError, WeightFileError) as err:
             raise WorkflowError(f"Invalid config: {err}") from None
         chunks = seed_chunks(sweep.get("seeds", 1), sweep.get("seeds_per_job", 1))
-        grids[name] = ({p.id: p for p in points}, chunks)
-    sizes = {
-        name: ([p.n_units for p in points.values()], max(map(len, chunks)))
-        for name, (points, chunks) in grids.items()
-    }
-    try:  # memory and time of the largest job, before the DAG is built
+        jobs = plan_jobs(points, chunks, config.get("job_cpu_seconds", 30), config)
+        grids[name] = {job.id: job for job in jobs}
+        sizes[name] = ([p.n_units for p in points], max(map(len, chunks)))
+    try:  # memory and time of the largest seed chunk, before the DAG is built
         for warning in check_resources(config, sizes):
             logger.warning(f"Warning: {warning}")
     except ConfigError as err:
@@ -51,51 +55,43 @@ def _expand_all_sweeps():
     return grids
 
 
-# sweep name -> ({point id: SweepPoint}, [seed index ranges, one per job])
+# sweep name -> {job id: SweepJob}: a job is one or more consecutive seed chunks of the grid
+# points (koopnet.sweep.plan_jobs), sized by their estimated CPU time
 GRIDS = _expand_all_sweeps()
 THREADS = config.get("threads", 1)
 # a parameter of every analysis job: editing the library reruns what it computed
 KOOPNET_SOURCE = source_hash()
-STAGE_FILES = ("networks", *STAGES)  # one file per stage and job
-CHUNK_DIR = "results/{sweep}/points/{point}/chunk{chunk}"
-LOG_DIR = "logs/{sweep}/points/{point}/chunk{chunk}"
+# one file per stage and job, one netCDF group per seed chunk
+STAGE_FILES = ("networks", *STAGES)
+JOB_DIR = "results/{sweep}/jobs/{job}"
+LOG_DIR = "logs/{sweep}/jobs/{job}"
 
 
 wildcard_constraints:
     sweep=r"[A-Za-z0-9_-]+",
-    point=r"[^/]+",
-    chunk=r"\d+",
+    job=r"[^/]+",
 
 
-def sweep_point(wildcards):
-    return GRIDS[wildcards.sweep][0][wildcards.point]
+def sweep_job(wildcards):
+    return GRIDS[wildcards.sweep][wildcards.job]
 
 
-def seed_indices(wildcards):
-    return list(GRIDS[wildcards.sweep][1][int(wildcards.chunk)])
-
-
-def weight_file(wildcards):
-    """The user weight file a job reads (file ensemble), so that editing it reruns the job."""
-    values = sweep_point(wildcards).values
-    return [values["path"]] if values["ensemble"] == "file" else []
-
-
-def activation(wildcards):
-    return sweep_point(wildcards).values["activation"]
+def weight_files(wildcards):
+    """The user weight files a job reads (file ensemble), so that editing one reruns the job."""
+    values = [unit.point.values for unit in sweep_job(wildcards).units]
+    return sorted({v["path"] for v in values if v["ensemble"] == "file"})
 
 
 def sweep_jobs(sweep):
-    """(point, chunk index) of every job of a sweep, in a fixed order."""
-    points, chunks = GRIDS[sweep]
-    return [(p, c) for p in points.values() for c in range(len(chunks))]
+    """Every job of a sweep, in grid order."""
+    return list(GRIDS[sweep].values())
 
 
-def sweep_chunk_files(wildcards):
+def sweep_job_files(wildcards):
     """Every job's stage files of a sweep, as a flat list (collect's input)."""
     return [
-        f"{CHUNK_DIR}/{stage}.nc".format(sweep=wildcards.sweep, point=p.id, chunk=c)
-        for p, c in sweep_jobs(wildcards.sweep)
+        f"{JOB_DIR}/{stage}.nc".format(sweep=wildcards.sweep, job=job.id)
+        for job in sweep_jobs(wildcards.sweep)
         for stage in STAGE_FILES
     ]
 

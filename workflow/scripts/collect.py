@@ -6,5 +6,5 @@ start_job_log(snakemake.log[0])  # a failure leaves its traceback in the log
 stages = snakemake.params.stages
 files = iter(snakemake.input)
 jobs = snakemake.params.jobs
-chunk_files = [{stage: next(files) for stage in stages} for _ in jobs]
-run_collect(snakemake.config, snakemake.wildcards.sweep, [p for p, _ in jobs], chunk_files, snakemake.output[0])
+job_files = [{stage: next(files) for stage in stages} for _ in jobs]
+run_collect(snakemake.config, snakemake.wildcards.sweep, jobs, job_files, snakemake.output[0])

@@ -1,15 +1,13 @@
-"""Rules `equilibria`, `spectra`, `metrics`: one analysis stage on a job's networks."""
+"""Rules `equilibria`, `spectra`, `metrics`: one analysis stage on every seed chunk of a job."""
 
-from koopnet.pipeline import run_stage, start_job_log
+from koopnet.pipeline import run_job, start_job_log
 
 start_job_log(snakemake.log[0])  # a failure leaves its traceback in the log
-upstream = {k: v for k, v in snakemake.input.items() if k != "networks"}
-run_stage(
+run_job(
     snakemake.rule,
-    snakemake.params.activation,
-    snakemake.input.networks,
-    upstream,
+    snakemake.params.job,
     snakemake.config,
-    snakemake.output[0],
+    dict(snakemake.input.items()),
+    dict(snakemake.output.items()),
     threads=snakemake.threads,
 )
