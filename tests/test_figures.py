@@ -329,6 +329,12 @@ def test_sweep_figures_draw_what_says_something():
     fig, _ = plotting.plot_koopman_rates(two)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "ensemble=b" not in labels
+    # no fold in range anywhere: the tipping distance is undefined for every network, not an empty panel
+    nofold = _fake_sweep({"g": [0.5, 2.0, 8.0]})
+    nofold["tipping_shift_up"] = nofold["tipping_shift_down"] = nofold["tipping_shift_up"] * np.nan
+    fig, _ = plotting.plot_resilience(nofold)
+    assert not any("tipping" in ax.get_title() for ax in fig.axes if ax.get_visible())
+    assert "undefined for every network" in fig._suptitle.get_text()
     # many series: small multiples, one column per ensemble, at most one line per N in a panel
     many = _fake_sweep({"ensemble": ["a", "b", "c"], "N": [2, 3], "g": [0.5, 2.0, 8.0]})
     fig, data = plotting.plot_resilience(many)

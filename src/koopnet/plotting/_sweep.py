@@ -244,6 +244,8 @@ def _dodge(ax, xv: np.ndarray, i: int, n: int, width: float = 0.06) -> np.ndarra
 
 def _scales(ax, xv: np.ndarray) -> None:
     """Log x axis for positive values spanning a decade or more; ticks at the swept values, plain labels."""
+    if np.issubdtype(np.asarray(xv).dtype, np.integer):  # e.g. step, rank, N: integer ticks
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     xv = np.asarray(xv, float)
     if xv.size >= 3 and np.all(xv > 0) and xv.max() / xv.min() >= 8:
         ax.set_xscale("log")
@@ -325,10 +327,11 @@ def _constant(data: xr.Dataset, name: str) -> float | None:
     """The value of a quantity that is the same for every network of the sweep, else None."""
     m, e = data[f"{name}_mean"].values, data[f"{name}_se"].values
     fin = np.isfinite(m)
-    if not fin.all() or not m.size:
-        return None
-    if np.allclose(m, m.flat[0], rtol=0, atol=1e-12 * (1 + abs(m.flat[0]))) and np.all(e[fin] == 0):
-        return float(m.flat[0])
+    if not fin.any():
+        return np.nan  # undefined for every network: nothing to draw either
+    v = m[fin]
+    if np.allclose(v, v[0], rtol=0, atol=1e-12 * (1 + abs(v[0]))) and np.all(e[fin] == 0):
+        return float(v[0])
     return None
 
 
@@ -435,9 +438,13 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
                               label=f"hollow: mean over fewer than {n_seeds} seeds\n(the rest undefined; *_count in the .nc)"))
     fig.legend(handles=handles, loc="outside right center")
     note = ""
-    if constant:
-        note = "; the same for every network (not drawn): " + ", ".join(
-            f"{QUANTITIES[n].label} = {v:g}" for n, v in constant.items())
+    same_value = {n: v for n, v in constant.items() if np.isfinite(v)}
+    if same_value:
+        note += "; the same for every network (not drawn): " + ", ".join(
+            f"{QUANTITIES[n].label} = {v:g}" for n, v in same_value.items())
+    if len(same_value) < len(constant):
+        note += "; undefined for every network (not drawn; see the flags): " + ", ".join(
+            QUANTITIES[n].label for n, v in constant.items() if not np.isfinite(v))
     fig.suptitle(_wrap(f"{title} vs {x}: {_context(ds)}{note}"))
     return fig, data
 
