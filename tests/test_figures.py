@@ -222,6 +222,8 @@ def _fake_sweep(swept: dict, seeds: int = 3, drop: tuple = ()) -> xr.Dataset:
         "fraction_unsettled": per_net(0, 0.1),
         "fraction_stalled": per_net(0, 0.1),
         "fraction_unassigned": per_net(0, 0.1),
+        # per-stage CPU time (timing.nc, merged in by the figures rule)
+        **{f"{stage}_seconds": per_net(0.01, 10) for stage in ("equilibria", "spectra", "dimension", "resilience")},
     }
     for k in drop:
         data.pop(k)
@@ -246,6 +248,12 @@ def test_sweep_figures_on_tiny_data(tmp_path):
     # -1 (no attractor) is not a dimension
     kd = plotting.network_quantity(ds, "koopman_dimension")
     assert np.all((kd.values >= 0) | np.isnan(kd.values))
+    # stage times: seed means, and the total is their sum network by network
+    data = figs["stage_seconds"][1]
+    stages = ("equilibria", "spectra", "dimension", "resilience")
+    np.testing.assert_allclose(data["spectra_seconds_mean"].values, ds["spectra_seconds"].mean("seed").values)
+    total = sum(ds[f"{s}_seconds"] for s in stages)
+    np.testing.assert_allclose(data["total_seconds_mean"].values, total.mean("seed").values)
 
 
 def test_sweep_figures_follow_what_is_swept():
@@ -286,7 +294,7 @@ def test_figure_rules_end_to_end(tmp_path):
         for ext in ("png", "pdf", "nc"):
             assert (tmp_path / "results" / "paper" / f"{name}.{ext}").stat().st_size > 1000
     fig_dir = tmp_path / "results" / "t" / "figures"
-    for name in plotting.SWEEP_FIGURES:
+    for name in set(plotting.SWEEP_FIGURES) - {"stage_seconds"}:  # (that one needs N swept)
         for ext in ("png", "pdf", "nc"):
             assert (fig_dir / f"{name}.{ext}").stat().st_size > 1000
     html = (tmp_path / "report.html").read_text(errors="ignore")

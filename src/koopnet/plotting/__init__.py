@@ -29,6 +29,7 @@ from ._sweep import (
     plot_equilibria_count,
     plot_koopman_rates,
     plot_resilience,
+    plot_stage_seconds,
     summarise,
     sweep_figures,
     swept_dims,
@@ -56,5 +57,6 @@ __all__ = [
     "plot_koopman_rates",
     "plot_dimensions",
     "plot_resilience",
+    "plot_stage_seconds",
     "sweep_figures",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "plot_koopman_rates",
     "plot_dimensions",
     "plot_resilience",
+    "plot_stage_seconds",
     "sweep_figures",
 ]
 
@@ -468,11 +469,85 @@ def plot_resilience(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
 
 
 #: figure name -> function(ds) -> (Figure, data) or None
+#: the stages whose CPU time per network the workflow records (``<stage>_seconds``, in timing.nc)
+TIMED_STAGES = ("equilibria", "spectra", "dimension", "resilience")
+
+
+def plot_stage_seconds(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
+    """CPU seconds per network of each stage (and their sum) against N, log-log.
+
+    Needs the ``<stage>_seconds`` variables (results/<sweep>/timing.nc, merged into ``ds``)
+    and N swept over >= 2 values, else None. One line style per value of the other numeric
+    swept parameter (g, say); one panel per combination of the categorical ones; mean and
+    standard error over seeds.
+    """
+    stages = [s for s in TIMED_STAGES if f"{s}_seconds" in ds]
+    dims = swept_dims(ds)
+    if not stages or "N" not in dims or ds.sizes["N"] < 2:
+        return None
+    values = {f"{s}_seconds": ds[f"{s}_seconds"] for s in stages}
+    values["total_seconds"] = sum(values.values()).assign_attrs(units="s")
+    raw = xr.Dataset(values)
+    n = raw.notnull().sum("seed")
+    data = xr.Dataset()
+    for name, v in raw.data_vars.items():
+        what = "all stages" if name == "total_seconds" else f"the {name[:-len('_seconds')]} stage"
+        std = v.std("seed", ddof=1) if ds.sizes.get("seed", 1) > 1 else xr.zeros_like(v.mean("seed"))
+        data[f"{name}_mean"] = v.mean("seed").assign_attrs(
+            long_name=f"CPU time of {what} per network, mean over seeds", units="s")
+        data[f"{name}_se"] = (std / np.sqrt(n[name].where(n[name] > 0))).fillna(0.0).assign_attrs(
+            long_name=f"CPU time of {what} per network, standard error of the mean", units="s")
+    data.attrs = {k: v for k, v in ds.attrs.items() if k in ("sweep", "config_hash", "koopnet_version", "title")}
+    other = [d for d in dims if d != "N" and np.issubdtype(ds[d].dtype, np.number) and ds.sizes[d] >= 2]
+    line_dim = other[0] if other else None
+    _, panels = _groups(ds, "N", skip=tuple(other))
+    nc = min(3, len(panels))
+    nr = -(-len(panels) // nc)
+    fig, axes = new_figure(nr, nc, figsize=(max(4.8 * nc + 3.5, 9.0), 3.8 * nr + 0.4), squeeze=False, sharex=True)
+    xv = ds["N"].values.astype(float)
+    lines = ds[line_dim].values.tolist() if line_dim else [None]
+    names = [f"{s}_seconds" for s in stages] + ["total_seconds"]
+    for k, sel in enumerate(panels):
+        ax = axes.flat[k]
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for j, name in enumerate(names):
+            for i, value in enumerate(lines):
+                d = data.sel(dict(sel, **({line_dim: value} if line_dim else {})))
+                # extra dims (other numeric ones beyond the first) are averaged
+                mean = d[f"{name}_mean"]
+                se = d[f"{name}_se"]
+                rest = [dim for dim in mean.dims if dim != "N"]
+                if rest:
+                    mean, se = mean.mean(rest), se.mean(rest)
+                ax.errorbar(xv, mean.values, yerr=se.values, color="black" if name == "total_seconds" else
+                            COLORS[j % len(COLORS)], ls=LINESTYLES[i % len(LINESTYLES)],
+                            marker=MARKERS[i % len(MARKERS)], capsize=2, lw=2.0 if name == "total_seconds" else 1.2)
+        ax.set_xticks(xv, [f"{v:g}" for v in xv])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_title(_fmt(sel), fontsize=10)
+        ax.set_xlabel(_x_label(ds, "N"))
+        ax.set_ylabel("CPU time per network [s]")
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=COLORS[j % len(COLORS)], lw=3, label=s) for j, s in enumerate(stages)]
+    handles.append(Line2D([], [], color="black", lw=3, label="all stages"))
+    if line_dim:
+        handles += [Line2D([], [], color="gray", ls=LINESTYLES[i % len(LINESTYLES)], marker=MARKERS[i % len(MARKERS)],
+                           label=f"{line_dim} = {v:g}") for i, v in enumerate(lines)]
+    fig.legend(handles=handles, loc="outside right center")
+    fig.suptitle(_wrap(f"CPU time per network and stage vs N (mean ± s.e. over seeds; one core per job): "
+                       f"{_context(ds)}"))
+    return fig, data
+
+
 SWEEP_FIGURES: dict[str, Callable[[xr.Dataset], tuple[Figure, xr.Dataset] | None]] = {
     "equilibria_count": plot_equilibria_count,
     "koopman_rates": plot_koopman_rates,
     "dimensions": plot_dimensions,
     "resilience": plot_resilience,
+    "stage_seconds": plot_stage_seconds,
 }
 
 
