@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ANALYSIS = re.compile(r"INFO:koopnet:(\w+): \d+ networks, analysis ([0-9.]+) CPU-s")
+ANALYSIS = re.compile(r"(\w+): \d+ networks, analysis ([0-9.]+) CPU-s")
 
 
 def children_cpu() -> float:
