@@ -60,6 +60,8 @@ def test_bad_parameter_values_name_the_key(change, key, words):
         ({"sweeps": {"s": {**SWEEP, "seeds": 2.0}}}, "sweeps.s.seeds", "integer"),
         ({"sweeps": {"s": {**SWEEP, "params": {"g": float("nan")}}}}, "sweeps.s.params.g", "finite"),
         ({"sweeps": {"s": SWEEP}, "equilibria": {"n_starts": 2.0}}, "equilibria.n_starts", "integer"),
+        ({"sweeps": {"s": SWEEP}, "resilience": {"t_max": 50.0}}, "resilience",
+         "'t_max' is a key of the shared 'integration' section"),
     ],
 )
 def test_schema_names_the_key(change, where, words):
@@ -70,7 +72,8 @@ def test_schema_names_the_key(change, where, words):
 @pytest.mark.parametrize(
     "config, words",
     [
-        ({"dimension": {"t_max": 10.0, "t_discard": 50.0}}, ["dimension", "t_discard = 50.0", "t_max = 10.0"]),
+        ({"integration": {"t_max": 10.0}, "dimension": {"t_discard": 50.0}},
+         ["dimension", "t_discard = 50.0", "integration.t_max = 10.0"]),
         ({"resilience": {"tipping_initial_step": 1.0, "tipping_max_step": 0.5}}, ["resilience", "tipping_initial_step"]),
     ],
 )

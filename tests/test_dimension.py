@@ -27,6 +27,7 @@ from koopnet.dimension import (
     weight_dimensions,
 )
 from koopnet.network import NetworkBatch
+from koopnet.simulate import IntegrationSettings
 
 
 def _orthogonal(rng, n, k=None):
@@ -267,7 +268,8 @@ def test_koopman_dimension_low_rank_ensemble():
     np.testing.assert_array_equal(d.threshold_rank, [r, r])
 
 
-_FAST = dict(n_initial_conditions=3, t_max=60.0, t_discard=30.0, n_samples=81, rtol=1e-7, atol=1e-10)
+_FAST = dict(n_initial_conditions=3, t_discard=30.0, n_samples=81,
+             integration=IntegrationSettings(t_max=60.0, rtol=1e-7, atol=1e-10))
 
 
 def _stage_inputs(rng, B=3, n=4):
@@ -335,7 +337,8 @@ def test_dynamics_pr_exact_cases():
     W[:2, :2] = 4 * np.eye(2) + 4 * omega * np.array([[0.0, -1.0], [1.0, 0.0]])
     batch = NetworkBatch(W[None], -W.sum(axis=1)[None] / 2, "linear")
     s = DimensionSettings(
-        n_initial_conditions=3, t_max=20.0, t_discard=10.0, n_samples=401, rtol=1e-9, atol=1e-12
+        n_initial_conditions=3, t_discard=10.0, n_samples=401,
+        integration=IntegrationSettings(t_max=20.0, rtol=1e-9, atol=1e-12),
     )
     pr, src, used = dynamics_participation_ratio(batch, [2], s)
     assert src[0] == PRSource.ongoing_activity and used[0] == 3
@@ -344,11 +347,12 @@ def test_dynamics_pr_exact_cases():
     # slow attractor: logistic w = 3.6 I, theta = -1.8, x* = 0 with margin 0.1; from ~2 away the
     # speed falls below settle_tol = 1e-6 only after ~120 > t_max: a slow transient, not activity
     batch = NetworkBatch((3.6 * np.eye(2))[None], np.full((1, 2), -1.8), "logistic")
-    s = DimensionSettings(n_initial_conditions=4, t_max=100.0, t_discard=50.0, n_samples=201)
+    s = DimensionSettings(n_initial_conditions=4, t_discard=50.0, n_samples=201,
+                          integration=IntegrationSettings(t_max=100.0, settle_tol=1e-6))
     node = (np.zeros((1, 1, 2)), np.array([[0.1]]))  # x* = 0, margin 1 - 3.6/4
     pr, src, used = dynamics_participation_ratio(batch, [3], s, node)
     assert src[0] == PRSource.settling_transients and used[0] == 4
-    strict = DimensionSettings(**{**s.__dict__, "approach_tol": s.settle_tol})
+    strict = DimensionSettings(**{**s.__dict__, "approach_tol": s.integration.settle_tol})
     _, src, _ = dynamics_participation_ratio(batch, [3], strict, node)
     # the premise: unsettled at t_max; W symmetric and sigma monotone make it a gradient system,
     # which cannot sustain activity: slow transients, whatever approach_tol says
@@ -368,11 +372,14 @@ def test_dynamics_pr_exact_cases():
 
 
 def test_settings_validation():
-    with pytest.raises(ValueError):
-        DimensionSettings(t_discard=200.0, t_max=100.0)
+    with pytest.raises(ValueError, match="integration.t_max"):
+        DimensionSettings(t_discard=200.0, integration=IntegrationSettings(t_max=100.0))
+    with pytest.raises(ValueError, match="integration.settle_tol"):
+        IntegrationSettings(settle_tol=0.0)
     import dataclasses
 
-    assert all(f.default is not dataclasses.MISSING for f in dataclasses.fields(DimensionSettings))
+    assert all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+               for f in dataclasses.fields(DimensionSettings))
 
 
 def _stages(W, theta, activation, settings):
@@ -405,7 +412,8 @@ def test_attracting_non_hyperbolic_origin_and_slow_transients_are_not_mislabelle
     # monotonically (the local-decay check) while the rotation keeps it unsettled
     eps = 0.005
     W = np.eye(2) + eps * np.array([[0.0, -1.0], [1.0, 0.0]])
-    slow = DimensionSettings(n_initial_conditions=4, n_samples=201, t_max=400.0, t_discard=200.0)
+    slow = DimensionSettings(n_initial_conditions=4, n_samples=201, t_discard=200.0,
+                             integration=IntegrationSettings(t_max=400.0))
     eq, ds = _stages(W, np.zeros(2), "tanh", slow)
     assert eq["eq_type"].values[0, 0] == EquilibriumType.non_hyperbolic
     assert ds["attractor_status"].values[0] == AttractorStatus.non_hyperbolic_attractor
@@ -419,7 +427,8 @@ def test_attracting_non_hyperbolic_origin_and_slow_transients_are_not_mislabelle
 
 def test_no_motion_and_no_equilibrium_for_constant_fields():
     pytest.importorskip("koopnet.simulate")
-    s = DimensionSettings(n_initial_conditions=3, n_samples=51, t_max=10.0, t_discard=5.0)
+    s = DimensionSettings(n_initial_conditions=3, n_samples=51, t_discard=5.0,
+                          integration=IntegrationSettings(t_max=10.0))
     # linear sigma = 1/2 + x/4 with W = 4 I: f = W 1/2 + theta is constant
     eq, _ = _stages(4 * np.eye(2), np.array([1.0, 0.0]), "linear", s)
     assert eq["equilibrium_status"].values[0] == EquilibriumStatus.no_equilibrium

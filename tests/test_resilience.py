@@ -344,7 +344,9 @@ def test_slow_attractor_is_not_read_as_unsettled():
 
     lo, hi = theta - 0.46, theta + beta + 0.46
     x0 = np.linspace(lo, hi, 50)[None, :, None]
-    tr = integrate(batch, x0, s.t_max, rtol=s.rtol, atol=s.atol, settle_tol=s.settle_tol)
+    integ = s.integration
+    tr = integrate(batch, x0, integ.t_max, rtol=integ.rtol, atol=integ.atol,
+                   settle_tol=integ.settle_tol)
     assert np.any(tr.status == TrajectoryStatus.unsettled)
     res = basin_stability(batch, [3], ds.x_eq.values, stable, s)
     assert res["fraction_unsettled"][0] == 0.0

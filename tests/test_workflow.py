@@ -153,7 +153,8 @@ def test_resume_after_sigkill(tmp_path, reference, reference_dir):
         ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "ensemble": "sparse", "params": {"p": 1.5}}}},
          "sweeps.s.params.p"),
         ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "seeds": 2.0}}}, "sweeps.s.seeds"),
-        ({"dimension": {"t_max": 10.0, "t_discard": 50.0}}, "t_discard"),
+        ({"integration": {"t_max": 10.0}, "dimension": {"t_discard": 50.0}}, "t_discard"),
+        ({"resilience": {"t_max": 50.0}}, "resilience"),  # moved to the shared section
         ({"sweeps": {"s": {**TINY["sweeps"]["tiny"], "N": 10**6}}}, "GiB"),
     ],
 )
@@ -165,6 +166,8 @@ def test_invalid_config_fails_before_any_job(tmp_path, change, key):
     assert len(out.splitlines()) < 30, out  # the key and the problem, not a dump of the schema
     if key == "n_startz":
         assert "did you mean 'n_starts'" in out
+    if key == "resilience":
+        assert "'t_max' is a key of the shared 'integration' section" in out
     assert not (tmp_path / "results").exists()
 
 

@@ -90,6 +90,9 @@ def schema_errors(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[
             extra = [k for k in err.instance if k not in known]
             near = {k: difflib.get_close_matches(k, known, n=1) for k in extra}
             hint = "".join(f" (did you mean {m[0]!r} for {k!r}?)" for k, m in near.items() if m)
+            shared = schema.get("properties", {}).get("integration", {}).get("properties", {})
+            hint += "".join(f" ({k!r} is a key of the shared 'integration' section)"
+                            for k in extra if k in shared and err.absolute_path)
         elif err.validator == "minItems" and err.instance == []:
             message = "empty list (give at least one value)"
         elif err.validator == "type" and isinstance(err.instance, float) and not math.isfinite(err.instance):
@@ -112,7 +115,7 @@ def check_stage_settings(config: Mapping[str, Any]) -> None:
         for module, _func, cls_name, section, _needs in entries:
             cls = getattr(importlib.import_module(module), cls_name)
             try:
-                stage_settings(cls, config.get(section), section)
+                stage_settings(cls, config.get(section), section, config)
             except (TypeError, ValueError) as err:
                 text = str(err)
                 raise ConfigError(text if text.startswith(f"{section}") else f"{section}: {text}") from None
@@ -198,7 +201,7 @@ def estimate_job(config: Mapping[str, Any], n_units: int, n_networks: int) -> Jo
     mem["dimension"] = f8 * B * M * T * N
     work["dimension"] = B * M * T * 10 * 2.0 * N * N
     R = _setting(config, "resilience", "n_initial_conditions", 200)
-    steps = _setting(config, "resilience", "t_max", 100.0) * 10
+    steps = (config.get("integration") or {}).get("t_max", 100.0) * 10
     work["resilience"] = B * (R * steps * 2.0 * N * N + 100 * (2.0 / 3.0) * N**3)
     return JobEstimate(max(mem.values()), sum(work.values()) / FLOP_RATE,
                        {k: v / FLOP_RATE for k, v in work.items()}, mem)

@@ -22,7 +22,7 @@ modes (Re lambda > -1/tau). :func:`dimension_dataset` is the workflow stage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import lru_cache
 from typing import Sequence
@@ -33,6 +33,7 @@ import xarray as xr
 from ._flags import STABLE_TYPES, EquilibriumType, first_stable, flag_attrs
 from ._random import stage_rng
 from .network import NetworkBatch
+from .simulate import IntegrationSettings
 
 __all__ = [
     "singular_values",
@@ -500,31 +501,24 @@ class DimensionSettings:
     """Trajectories per network for the participation ratio."""
     ic_scale: float = 1.0
     """Initial conditions are theta + ic_scale * standard normal vectors (units of x)."""
-    t_max: float = 100.0
-    """Integration time limit (unit time constants)."""
     t_discard: float = 50.0
-    """Ongoing activity is sampled on [t_discard, t_max]; earlier samples are transient."""
+    """Ongoing activity is sampled on [t_discard, integration.t_max]; earlier samples are transient."""
     n_samples: int = 401
-    """Number of equally spaced sample times on [0, t_max]."""
-    rtol: float = 1e-6
-    """Relative local error tolerance of the integrator."""
-    atol: float = 1e-9
-    """Absolute local error tolerance of the integrator (units of x)."""
-    settle_tol: float = 1e-6
-    """A trajectory has settled when max_i |f_i(x)| < settle_tol."""
+    """Number of equally spaced sample times on [0, integration.t_max]."""
     approach_tol: float = 1e-3
     """An unsettled trajectory whose speed max_i |f_i(x)| at t_max is below this is still approaching an equilibrium (a slow transient), not ongoing activity."""
-    diverge_bound: float = 1e6
-    """A trajectory has diverged when max_i |x_i| exceeds this bound."""
+    integration: IntegrationSettings = field(default_factory=IntegrationSettings)
+    """How trajectories are integrated (the shared config section ``integration``, not a key of ``dimension``)."""
 
     def __post_init__(self) -> None:
-        if not self.approach_tol >= self.settle_tol:
-            raise ValueError("approach_tol must be >= settle_tol")
+        if not self.approach_tol >= self.integration.settle_tol:
+            raise ValueError("dimension.approach_tol must be >= integration.settle_tol")
         if not 0.0 < self.energy_fraction <= 1.0:
             raise ValueError("energy_fraction must be in (0, 1]")
-        if not 0.0 <= self.t_discard < self.t_max:
-            raise ValueError(f"t_discard = {self.t_discard} must be in [0, t_max = {self.t_max}) "
-                             "(ongoing activity is sampled on [t_discard, t_max])")
+        if not 0.0 <= self.t_discard < self.integration.t_max:
+            raise ValueError(f"dimension.t_discard = {self.t_discard} must be in [0, integration.t_max = "
+                             f"{self.integration.t_max}) (ongoing activity is sampled on "
+                             "[t_discard, t_max])")
         if self.n_samples < 2 or self.n_initial_conditions < 1:
             raise ValueError("need n_samples >= 2 and n_initial_conditions >= 1")
         if self.slow_tau <= 0 or self.koopman_tol < 0 or self.ic_scale < 0:
@@ -585,7 +579,8 @@ def dynamics_participation_ratio(
     M, T = settings.n_initial_conditions, settings.n_samples
     z = np.stack([stage_rng(int(sd), "participation_ratio").standard_normal((M, N)) for sd in seeds])
     x0 = batch.theta[:, None, :] + settings.ic_scale * z
-    t_eval = np.linspace(0.0, settings.t_max, T)
+    integ = settings.integration
+    t_eval = np.linspace(0.0, integ.t_max, T)
 
     pr = np.empty(B)
     source = np.empty(B, dtype=np.int8)
@@ -594,16 +589,7 @@ def dynamics_participation_ratio(
     for a in range(0, B, chunk):  # memory bound only; each network is independent
         sl = slice(a, min(a + chunk, B))
         sub = NetworkBatch(batch.W[sl], batch.theta[sl], batch.activation)
-        tr = integrate(
-            sub,
-            x0[sl],
-            settings.t_max,
-            rtol=settings.rtol,
-            atol=settings.atol,
-            settle_tol=settings.settle_tol,
-            diverge_bound=settings.diverge_bound,
-            t_eval=t_eval,
-        )
+        tr = integrate(sub, x0[sl], integ.t_max, t_eval=t_eval, **integ.integrate_kwargs())
         status = np.asarray(tr.status)
         unsettled = status == 2
         # still creeping onto a slow attractor at t_max: a transient, not ongoing activity
@@ -632,7 +618,7 @@ def dynamics_participation_ratio(
         settled = (status == 0) | approaching | decaying
         unsettled &= ~(approaching | decaying)
         ongoing = unsettled.any(axis=1)
-        t_end = np.where(decaying, settings.t_max, np.asarray(tr.t_end))
+        t_end = np.where(decaying, integ.t_max, np.asarray(tr.t_end))
         # a trajectory at rest from t = 0 has no transient (f = 0 at its initial condition)
         moved = settled & (t_end > 0)
         w_transient = moved[:, :, None] & (t_eval[None, None, :] <= t_end[:, :, None])
@@ -672,9 +658,10 @@ def attracts_locally(batch: NetworkBatch, x_star: np.ndarray, seed: int, setting
     N = x_star.shape[-1]
     u = stage_rng(seed, "local_decay").standard_normal((n_directions, N))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
-    t_eval = np.linspace(0.0, settings.t_max, 101)
-    tr = integrate(batch, (x_star + radius * u)[None], settings.t_max, rtol=settings.rtol, atol=settings.atol,
-                   settle_tol=settings.settle_tol, diverge_bound=settings.diverge_bound, t_eval=t_eval)
+    integ = settings.integration
+    t_eval = np.linspace(0.0, integ.t_max, 101)
+    tr = integrate(batch, (x_star + radius * u)[None], integ.t_max, t_eval=t_eval,
+                   **integ.integrate_kwargs())
     d = np.linalg.norm(tr.x_eval[0] - x_star, axis=-1)  # (n_directions, T), NaN after a settle
     status = np.asarray(tr.status)[0]
     if not np.all(np.isin(status, [0, 2])):  # diverged or stalled: not attracted

@@ -32,8 +32,8 @@ from .sweep import (
     provenance_attrs,
 )
 
-__all__ = ["STAGES", "start_job_log", "run_networks", "run_stage", "run_job", "run_collect", "swept_keys",
-           "stage_settings"]
+__all__ = ["STAGES", "SHARED_SECTIONS", "start_job_log", "run_networks", "run_stage", "run_job",
+           "run_collect", "swept_keys", "stage_settings"]
 
 log = logging.getLogger("koopnet")
 
@@ -74,13 +74,31 @@ def start_job_log(path: str | Path, quiet: Sequence[str] = ("fontTools", "matplo
     return job_log
 
 
-def stage_settings(settings_cls: type, section: Mapping[str, Any] | None, where: str):
-    """Build a settings dataclass from a config section, naming unknown keys."""
+#: settings field name -> (module, settings class): config sections shared by several stages.
+#: A stage's settings class with a field of this name gets it from the top-level section of
+#: the same name (e.g. ``integration``, used by both ``dimension`` and ``resilience``).
+SHARED_SECTIONS: dict[str, tuple[str, str]] = {
+    "integration": ("koopnet.simulate", "IntegrationSettings"),
+}
+
+
+def stage_settings(settings_cls: type, section: Mapping[str, Any] | None, where: str,
+                   config: Mapping[str, Any] | None = None):
+    """Build a settings dataclass from a config section, naming unknown keys.
+
+    Fields named like a :data:`SHARED_SECTIONS` entry are built from that top-level section
+    of ``config`` (they are not keys of ``section``).
+    """
     section = dict(section or {})
-    known = {f.name for f in dataclasses.fields(settings_cls)}
+    shared = {f.name for f in dataclasses.fields(settings_cls)} & set(SHARED_SECTIONS)
+    known = {f.name for f in dataclasses.fields(settings_cls)} - shared
     unknown = sorted(set(section) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+    for name in shared:
+        module, cls_name = SHARED_SECTIONS[name]
+        cls = getattr(importlib.import_module(module), cls_name)
+        section[name] = stage_settings(cls, (config or {}).get(name), name)
     return settings_cls(**section)
 
 
@@ -129,7 +147,8 @@ def run_stage(stage: str, activation: str, networks: str | Path | xr.Dataset,
     with threadpool_limits(threads):
         for module, func, settings_name, section, needs in STAGES[stage]:
             mod = importlib.import_module(module)
-            settings = stage_settings(getattr(mod, settings_name), config.get(section), section)
+            settings = stage_settings(getattr(mod, settings_name), config.get(section), section,
+                                      config)
             kwargs = {name: inputs[name].drop_vars("seed") for name in needs}
             start = time.process_time()
             parts.append(getattr(mod, func)(batch, seeds, settings, **kwargs))

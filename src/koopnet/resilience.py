@@ -22,7 +22,7 @@ Per stable equilibrium x* of dx/dt = -x + W sigma(x) + theta:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -38,7 +38,13 @@ from ._resilience_continuation import (
 )
 from .activations import Activation
 from .network import NetworkBatch
-from .simulate import UNASSIGNED, TrajectoryStatus, assign_to_equilibria, integrate
+from .simulate import (
+    UNASSIGNED,
+    IntegrationSettings,
+    TrajectoryStatus,
+    assign_to_equilibria,
+    integrate,
+)
 
 __all__ = [
     "ResilienceSettings",
@@ -64,18 +70,6 @@ class ResilienceSettings:
     """Bounded activations: the exact equilibrium box is widened by this fraction of its width on each side."""
     box_halfwidth: float = 5.0
     """Unbounded activations (linear, cubic): initial conditions in theta +- box_halfwidth (units of x)."""
-    t_max: float = 100.0
-    """Integration time limit for basin stability (unit time constants); extended up to 10 t_max for the unsettled trajectories of networks whose slowest stable equilibrium needs longer to settle (see ``settling_time``)."""
-    rtol: float = 1e-6
-    """Relative local error tolerance of the integrator."""
-    atol: float = 1e-9
-    """Absolute local error tolerance of the integrator (units of x)."""
-    settle_tol: float = 1e-8
-    """A trajectory has settled when max_i |f_i(x)| < settle_tol (units of x per time)."""
-    diverge_bound: float = 1e6
-    """A trajectory has diverged when max_i |x_i| exceeds this bound (units of x)."""
-    max_steps: int = 20000
-    """Integrator step attempts per trajectory before it counts as stalled."""
     assign_tol: float = 1e-3
     """A settled state belongs to an equilibrium within max-norm distance assign_tol * (1 + |x*|_inf)."""
     tipping_max_shift: float = 10.0
@@ -100,13 +94,15 @@ class ResilienceSettings:
     """First step of the removal homotopy p in [0, 1] (a unit's output scaled by 1 - p); halved on failure."""
     robustness_tol: float = 1e-6
     """Bracket length in p below which a removal counts as destroying the state."""
+    integration: IntegrationSettings = field(default_factory=IntegrationSettings)
+    """How basin-stability trajectories are integrated (the shared config section ``integration``, not a key of ``resilience``)."""
 
     def __post_init__(self) -> None:
         if self.n_initial_conditions < 1:
             raise ValueError("n_initial_conditions must be >= 1")
         if self.robustness_orders < 0:
             raise ValueError("robustness_orders must be >= 0")
-        for name in ("t_max", "rtol", "atol", "settle_tol", "diverge_bound", "assign_tol",
+        for name in ("assign_tol",
                      "tipping_max_shift", "tipping_initial_step", "tipping_max_step",
                      "tipping_tol", "newton_tol", "robustness_initial_step", "robustness_tol"):
             if not getattr(self, name) > 0:
@@ -244,21 +240,21 @@ def basin_stability(
     lo, hi = basin_box(batch, s.box_widen, s.box_halfwidth)
     u = np.stack([stage_rng(int(seed), "basin_stability").random((M, N)) for seed in seeds])
     x0 = lo[:, None, :] + (hi - lo)[:, None, :] * u
-    kw = dict(rtol=s.rtol, atol=s.atol, settle_tol=s.settle_tol, diverge_bound=s.diverge_bound,
-              max_steps=s.max_steps)
-    tr = integrate(batch, x0, s.t_max, **kw)
+    integ = s.integration
+    kw = integ.integrate_kwargs()
+    tr = integrate(batch, x0, integ.t_max, **kw)
     status, x_final = tr.status, tr.x_final
     # A slow attractor (margin m) needs ~ ln(distance / settle_tol) / m to settle: extend the
     # unsettled trajectories of such networks, else a monostable network reads basin stability 0.
     if margin is None:
         margin, _ = stability_measures(batch.W, x_eq, batch.activation)
-    t_need = settling_time(batch, margin, stable, hi - lo, s.settle_tol)
+    t_need = settling_time(batch, margin, stable, hi - lo, integ.settle_tol)
     unsettled = status == TrajectoryStatus.unsettled
-    ext = unsettled.any(axis=1) & (t_need > s.t_max)
+    ext = unsettled.any(axis=1) & (t_need > integ.t_max)
     if ext.any():
         x_final, status = x_final.copy(), status.copy()
         for b in np.flatnonzero(ext):  # each network to its own horizon: batch-independent
-            t_more = min(float(t_need[b]), SETTLING_EXTENSION * s.t_max) - s.t_max
+            t_more = min(float(t_need[b]), SETTLING_EXTENSION * integ.t_max) - integ.t_max
             redo = np.flatnonzero(unsettled[b])
             sub = NetworkBatch(batch.W[b : b + 1], batch.theta[b : b + 1], batch.activation)
             more = integrate(sub, x_final[b : b + 1, redo], t_more, **kw)

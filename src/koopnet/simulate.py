@@ -21,7 +21,7 @@ batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 
 import numpy as np
@@ -29,6 +29,7 @@ import numpy as np
 from .network import NetworkBatch
 
 __all__ = [
+    "IntegrationSettings",
     "TrajectoryStatus",
     "Trajectories",
     "integrate",
@@ -47,6 +48,38 @@ class TrajectoryStatus(IntEnum):
     diverged = 1
     unsettled = 2
     stalled = 3
+
+
+@dataclass(frozen=True)
+class IntegrationSettings:
+    """How trajectories are integrated (config section ``integration``).
+
+    One set shared by every stage that integrates trajectories: the participation ratio
+    (:mod:`koopnet.dimension`) and basin stability (:mod:`koopnet.resilience`). The keyword
+    arguments of :func:`integrate` with the same names.
+    """
+
+    t_max: float = 100.0
+    """Integration time limit (unit time constants). Basin stability extends the unsettled trajectories of networks with a slow attractor up to 10 t_max (koopnet.resilience.settling_time); the participation ratio samples on [0, t_max]."""
+    rtol: float = 1e-6
+    """Relative local error tolerance of the integrator."""
+    atol: float = 1e-9
+    """Absolute local error tolerance of the integrator (units of x)."""
+    settle_tol: float = 1e-8
+    """A trajectory has settled when max_i |f_i(x)| < settle_tol (units of x per time); near a stable equilibrium of margin m the settled state is within about settle_tol / m of it."""
+    diverge_bound: float = 1e6
+    """A trajectory has diverged when max_i |x_i| exceeds this bound (units of x)."""
+    max_steps: int = 20000
+    """Integrator step attempts (accepted + rejected) per trajectory before it counts as stalled."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not getattr(self, f.name) > 0:
+                raise ValueError(f"integration.{f.name} must be positive")
+
+    def integrate_kwargs(self) -> dict:
+        """Keyword arguments of :func:`integrate` except t_max."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "t_max"}
 
 
 # Dormand-Prince 5(4) tableau (Dormand & Prince 1980; Hairer, Norsett & Wanner, Table II.5.2).

@@ -58,6 +58,8 @@ rule metrics:
     params:
         code=KOOPNET_SOURCE,
         job=sweep_job,
-        settings={k: config.get(k, {}) for k in ("dimension", "resilience")},
+        settings={
+            k: config.get(k, {}) for k in ("dimension", "resilience", "integration")
+        },
     script:
         "../scripts/stage.py"
