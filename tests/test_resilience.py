@@ -10,6 +10,7 @@ from scipy.optimize import brentq
 from koopnet import NetworkBatch
 from koopnet._flags import EquilibriumType
 from koopnet.activations import get_activation
+from koopnet.simulate import integrate
 from koopnet.resilience import (
     ResilienceSettings,
     TippingStatus,
@@ -380,3 +381,81 @@ def test_symmetry_breaking_pitchfork_is_a_branch_point_not_a_fold():
     _, _, st_up, st_down = tipping_shifts(batch, np.array(mixed)[None], np.ones((1, 2), bool))
     assert set(st_up[0]) | set(st_down[0]) <= {TippingStatus.fold, TippingStatus.no_fold_in_range}
     assert TippingStatus.fold in set(st_up[0]) | set(st_down[0])
+
+
+def _random_network(seed):
+    """Small random logistic/tanh networks across the transition (multistable, reactive cases)."""
+    rng = np.random.default_rng(seed)
+    N, g = [6, 10, 16, 24][seed % 4], [3.0, 6.0, 10.0][seed % 3]
+    act = ["logistic", "tanh"][seed % 2]
+    W = rng.normal(0.0, g / np.sqrt(N) * (1.0 if act == "logistic" else 0.3), (1, N, N))
+    theta = -W.sum(axis=2) / 2 if act == "logistic" else rng.normal(0.0, 0.3, (1, N))
+    return NetworkBatch(W, theta, act)
+
+
+@pytest.mark.parametrize("seed", [14, 16, 17])
+def test_chord_robustness_equals_the_continuation_reference(seed):
+    # the O(N^2)-per-removal path against the reference (a continuation with eigenvalues at
+    # every removal): the same removals survived for every stable equilibrium and order,
+    # on networks where states are lost at various depths (checked non-trivial)
+    from koopnet.equilibria import equilibria_dataset
+    from koopnet.resilience import structural_robustness
+
+    batch = _random_network(seed)
+    N = batch.n_units
+    eq = equilibria_dataset(batch, [seed])
+    stable = np.isin(eq.eq_type.values, [0, 1])
+    x = np.where(stable[..., None], eq.x_eq.values, np.nan)
+    kw = dict(robustness_orders=4)
+    ref, ref_se = structural_robustness(
+        batch, [seed], x, stable, ResilienceSettings(robustness_method="continuation", **kw))
+    fast, fast_se = structural_robustness(
+        batch, [seed], x, stable, ResilienceSettings(robustness_method="chord", **kw))
+    assert np.any(ref[stable] < (N - 1) / N)  # some state is lost before the end
+    np.testing.assert_array_equal(fast, ref)
+    np.testing.assert_array_equal(fast_se, ref_se)
+
+
+@pytest.mark.parametrize("seed", [2, 7, 9])
+def test_certified_tipping_is_the_eigenvalue_reference_bitwise(seed):
+    # the Cholesky certificate only skips eigenvalue computations whose outcome it implies:
+    # shifts, statuses and end states identical to eigenvalues at every continuation point
+    from koopnet.equilibria import equilibria_dataset
+    from koopnet._resilience_continuation import continue_to_tipping
+
+    batch = _random_network(seed)
+    eq = equilibria_dataset(batch, [seed])
+    st = np.isin(eq.eq_type.values[0], [0, 1])
+    xs = eq.x_eq.values[0][st]
+    K = len(xs)
+    args = (np.repeat(batch.W, 2 * K, 0), np.repeat(batch.theta, 2 * K, 0), batch.activation,
+            np.concatenate([xs, xs]), np.r_[np.ones(K), -np.ones(K)])
+    ref = continue_to_tipping(*args, certify=False)
+    fast = continue_to_tipping(*args, certify=True)
+    assert np.any(np.isin(ref[1], [TippingStatus.fold, TippingStatus.hopf]))  # non-trivial
+    for a, b in zip(ref, fast):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_contraction_never_tips_and_survives_every_removal():
+    # ||W||_2 Lip < 1: for every input and every principal subnetwork the equilibrium is unique
+    # and globally stable, so no shift tips it and all N - 1 removals are survived; the
+    # continuation reference agrees
+    from koopnet.resilience import structural_robustness
+
+    rng = np.random.default_rng(3)
+    N = 40
+    W = rng.normal(0.0, 1.0, (N, N))
+    W *= 3.6 / np.linalg.norm(W, 2)  # Lip 1/4: ||W||_2 / 4 = 0.9
+    theta = rng.normal(0.0, 1.0, N)
+    batch = NetworkBatch(W[None], theta[None], "logistic")
+    tr = integrate(batch, theta[None, None, :], 200.0, settle_tol=1e-12)
+    x = tr.x_final[:, :1]
+    stable = np.ones((1, 1), dtype=bool)
+    s_ref = ResilienceSettings(robustness_method="continuation", robustness_orders=2,
+                               tipping_max_shift=3.0)
+    up, down, st_up, st_down = tipping_shifts(batch, x, stable)
+    assert st_up[0, 0] == st_down[0, 0] == TippingStatus.no_fold_in_range
+    fast, _ = structural_robustness(batch, [1], x, stable, ResilienceSettings(robustness_orders=2))
+    ref, _ = structural_robustness(batch, [1], x, stable, s_ref)
+    assert fast[0, 0] == ref[0, 0] == (N - 1) / N

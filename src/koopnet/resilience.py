@@ -36,6 +36,7 @@ from ._resilience_continuation import (
     continue_unit_removal,
     jacobian_rows,
 )
+from ._resilience_removal import contraction_norm, removal_sequence_survival
 from .activations import Activation
 from .network import NetworkBatch
 from .simulate import (
@@ -94,6 +95,8 @@ class ResilienceSettings:
     """First step of the removal homotopy p in [0, 1] (a unit's output scaled by 1 - p); halved on failure."""
     robustness_tol: float = 1e-6
     """Bracket length in p below which a removal counts as destroying the state."""
+    robustness_method: str = "auto"
+    """``chord``: chord Newton with Woodbury updates of one LU, O(N^2) per removal, stability mostly by an O(N) bound, and a contraction certificate (koopnet._resilience_removal); ``continuation``: the reference, a continuation with eigenvalues at every removal, O(N^3) per removal (faster below N ~ 30, where Python overhead dominates); ``auto``: chord from N = 32 on."""
     integration: IntegrationSettings = field(default_factory=IntegrationSettings)
     """How basin-stability trajectories are integrated (the shared config section ``integration``, not a key of ``resilience``)."""
 
@@ -102,6 +105,8 @@ class ResilienceSettings:
             raise ValueError("n_initial_conditions must be >= 1")
         if self.robustness_orders < 0:
             raise ValueError("robustness_orders must be >= 0")
+        if self.robustness_method not in ("auto", "chord", "continuation"):
+            raise ValueError("robustness_method must be 'auto', 'chord' or 'continuation'")
         for name in ("assign_tol",
                      "tipping_max_shift", "tipping_initial_step", "tipping_max_step",
                      "tipping_tol", "newton_tol", "robustness_initial_step", "robustness_tol"):
@@ -283,8 +288,14 @@ def tipping_shifts(
     x_eq: np.ndarray,
     stable: np.ndarray,
     settings: ResilienceSettings | None = None,
+    w_norm: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Uniform input shifts at which stable equilibria tip, in both directions.
+
+    A network with ||W||_2 Lip(sigma) < 1 is a contraction for every input: its equilibrium
+    never tips (``no_fold_in_range`` without continuation). Otherwise each stable equilibrium
+    is continued (:func:`koopnet._resilience_continuation.continue_to_tipping`), its stability
+    decided by a Cholesky certificate where it holds and by eigenvalues elsewhere.
 
     Parameters
     ----------
@@ -292,6 +303,8 @@ def tipping_shifts(
     x_eq : array, shape (B, E, N)
     stable : array of bool, shape (B, E)
     settings : ResilienceSettings
+    w_norm : array, shape (B,), optional
+        ||W||_2 of each network, if already computed.
 
     Returns
     -------
@@ -307,7 +320,16 @@ def tipping_shifts(
     shifts = np.full((2, B, E), np.nan)
     status = np.full((2, B, E), -1, dtype=np.int8)
     status[:, valid & ~stable] = TippingStatus.not_stable
-    bb, ee = np.nonzero(valid & stable)
+    # a contraction (||W||_2 Lip(sigma) < 1) stays one for every input: its unique equilibrium
+    # never folds nor loses stability, whatever the shift
+    lip = batch.activation.lipschitz
+    contraction = np.zeros(B, dtype=bool)
+    if np.isfinite(lip) and (valid & stable).any():
+        if w_norm is None:
+            w_norm = np.linalg.norm(np.asarray(batch.W), 2, axis=(1, 2))
+        contraction = w_norm * lip < 1.0
+    status[:, valid & stable & contraction[:, None]] = TippingStatus.no_fold_in_range
+    bb, ee = np.nonzero(valid & stable & ~contraction[:, None])
     if bb.size:
         K = bb.size
         W = np.concatenate([batch.W[bb], batch.W[bb]])
@@ -327,13 +349,19 @@ def tipping_shifts(
 
 
 # --------------------------------------------------------------------------- robustness
+#: ``robustness_method = "auto"`` uses the chord path from this many units on.
+AUTO_CHORD_UNITS = 32
+
+
 def structural_robustness(
     batch: NetworkBatch,
     seeds: Sequence[int],
     x_eq: np.ndarray,
     stable: np.ndarray,
     settings: ResilienceSettings | None = None,
-) -> np.ndarray:
+    reactivity: np.ndarray | None = None,
+    w_norm: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean fraction of units removed before a stable equilibrium is lost.
 
     For each stable equilibrium and each of ``robustness_orders`` random orders (drawn per
@@ -342,58 +370,102 @@ def structural_robustness(
     W[:, j] -> (1 - p) W[:, j] for p from 0 to 1, and the equilibrium is continued along
     this homotopy (:func:`koopnet._resilience_continuation.continue_unit_removal`); it is
     lost when it folds or loses stability before p = 1. The survived removals (at most
-    N - 1) over N, averaged over orders, is the structural robustness.
+    N - 1) over N, averaged over orders, is the structural robustness. ``robustness_method``
+    chooses how each order is followed (:mod:`koopnet._resilience_removal` for ``chord``).
+
+    Parameters
+    ----------
+    reactivity : array, shape (B, E), optional
+        lambda_max((J + J^T) / 2) of the equilibria, if already computed
+        (:func:`stability_measures`).
+    w_norm : array, shape (B,), optional
+        ||W||_2 of each network, if already computed.
 
     Returns
     -------
-    array, shape (B, E)
-        Fraction of units (1); NaN where not a stable equilibrium or when
-        ``robustness_orders`` is 0.
+    mean, se : arrays, shape (B, E)
+        Fraction of units (1) averaged over the orders, and its standard error over orders
+        (sample standard deviation / sqrt(orders); NaN with one order); NaN where not a
+        stable equilibrium or when ``robustness_orders`` is 0.
     """
     s = settings or ResilienceSettings()
     B, E, N = x_eq.shape
     R = s.robustness_orders
     out = np.full((B, E), np.nan)
+    se = np.full((B, E), np.nan)
     valid = np.all(np.isfinite(x_eq), axis=-1) & stable
     if R == 0:
-        return out
+        return out, se
+    chord = s.robustness_method == "chord" or (s.robustness_method == "auto" and N >= AUTO_CHORD_UNITS)
+    react = reactivity
+    if react is None and chord:
+        _, react = stability_measures(np.asarray(batch.W), np.where(valid[..., None], x_eq, np.nan),
+                                      batch.activation)
     opts = dict(initial_step=s.robustness_initial_step, max_step=1.0, tol=s.robustness_tol,
                 max_iter=s.tipping_max_iter, newton_tol=s.newton_tol,
                 newton_max_iter=s.newton_max_iter, bifurcation_eig_tol=np.inf,
                 assume_stable_start=True)
-    for b in range(B):  # one network at a time; its (equilibrium, order) pairs are batched
+    for b in range(B):  # one network at a time
         rng = stage_rng(int(seeds[b]), "robustness")
         orders = np.stack([rng.permutation(N) for _ in range(R)])  # (R, N)
         es = np.flatnonzero(valid[b])
         if es.size == 0:
             continue
-        S = es.size * R
-        order = np.tile(orders, (es.size, 1))  # (S, N), sequence i = (es[i // R], i % R)
-        survived = np.zeros(S, dtype=np.int64)
-        # working arrays of the surviving sequences only
-        idx = np.arange(S)
-        keep = np.tile(np.arange(N), (S, 1))  # remaining units, in original order
-        x = np.repeat(x_eq[b, es], R, axis=0)  # (S, n)
         Wb, thb = np.asarray(batch.W[b]), np.asarray(batch.theta[b])
-        for k in range(N - 1):
-            if idx.size == 0:
-                break
-            n = N - k
-            removed = order[idx, k]
-            hit = keep == removed[:, None]
-            pos = np.argmax(hit, axis=1)
-            _, status, x_last = continue_unit_removal(
-                Wb[keep[:, :, None], keep[:, None, :]], thb[keep], batch.activation, x, pos,
-                **opts,
-            )
-            ok = status == TippingStatus.no_fold_in_range
-            survived[idx[ok]] += 1
-            rest = ~hit[ok]
-            keep = keep[ok][rest].reshape(-1, n - 1)
-            x = x_last[ok][rest].reshape(-1, n - 1)
-            idx = idx[ok]
-        out[b, es] = survived.reshape(es.size, R).mean(axis=1) / N
-    return out
+        if chord:
+            wn = contraction_norm(Wb) if w_norm is None else float(w_norm[b])
+            survived = np.array([[removal_sequence_survival(Wb, thb, batch.activation, x_eq[b, e],
+                                                            orders[r], wn, react[b, e], opts)
+                                  for r in range(R)] for e in es], dtype=float)
+        else:
+            survived = _removal_continuation(Wb, thb, batch.activation, x_eq[b, es], orders,
+                                             opts).reshape(es.size, R)
+        frac = survived / N
+        out[b, es] = frac.mean(axis=1)
+        if R > 1:
+            se[b, es] = frac.std(axis=1, ddof=1) / np.sqrt(R)
+    return out, se
+
+
+def _removal_continuation(W, theta, act, x_eq, orders, opts) -> np.ndarray:
+    """Reference: removals survived by each (equilibrium, order) pair, a continuation with
+    eigenvalues at every removal; the pairs of one network are batched.
+
+    Parameters
+    ----------
+    W : array, shape (N, N);  theta : array, shape (N,)
+    x_eq : array, shape (E, N);  orders : int array, shape (R, N)
+
+    Returns
+    -------
+    array of float, shape (E * R,), pair i = (equilibrium i // R, order i % R)
+    """
+    E, N = x_eq.shape
+    R = orders.shape[0]
+    S = E * R
+    order = np.tile(orders, (E, 1))  # (S, N)
+    survived = np.zeros(S, dtype=np.int64)
+    # working arrays of the surviving sequences only
+    idx = np.arange(S)
+    keep = np.tile(np.arange(N), (S, 1))  # remaining units, in original order
+    x = np.repeat(x_eq, R, axis=0)  # (S, n)
+    for k in range(N - 1):
+        if idx.size == 0:
+            break
+        n = N - k
+        removed = order[idx, k]
+        hit = keep == removed[:, None]
+        pos = np.argmax(hit, axis=1)
+        _, status, x_last = continue_unit_removal(
+            W[keep[:, :, None], keep[:, None, :]], theta[keep], act, x, pos, **opts,
+        )
+        ok = status == TippingStatus.no_fold_in_range
+        survived[idx[ok]] += 1
+        rest = ~hit[ok]
+        keep = keep[ok][rest].reshape(-1, n - 1)
+        x = x_last[ok][rest].reshape(-1, n - 1)
+        idx = idx[ok]
+    return survived.astype(float)
 
 
 # --------------------------------------------------------------------------- Gao-Barzel-Barabasi
@@ -543,8 +615,10 @@ def resilience_dataset(
     margin, react = stability_measures(np.asarray(batch.W), x_eq, batch.activation)
     return_time = np.where(stable & (margin > 0), 1.0 / np.where(margin > 0, margin, 1.0), np.nan)
     basin = basin_stability(batch, seeds, x_eq, stable, s, margin=margin)
-    up, down, st_up, st_down = tipping_shifts(batch, x_eq, stable, s)
-    robust = structural_robustness(batch, seeds, x_eq, stable, s)
+    w_norm = np.linalg.norm(np.asarray(batch.W), 2, axis=(1, 2))
+    up, down, st_up, st_down = tipping_shifts(batch, x_eq, stable, s, w_norm=w_norm)
+    robust, robust_se = structural_robustness(batch, seeds, x_eq, stable, s, reactivity=react,
+                                              w_norm=w_norm)
     beta, theta_eff, x_eff = gao_reduction(np.asarray(batch.W), np.asarray(batch.theta), x_eq)
     x_eff = np.where(stable, x_eff, np.nan)
     r_up, r_down, r_st_up, r_st_down = reduced_tipping_shifts(beta, theta_eff, x_eff,
@@ -580,6 +654,7 @@ def resilience_dataset(
         "tipping_status_up": (ne, st_up, flags("how the upward continuation ended")),
         "tipping_status_down": (ne, st_down, flags("how the downward continuation ended")),
         "robustness_units": (ne, robust, {"long_name": "mean fraction of units removed in random order before the stable state is lost (NaN: not stable or padding)", "units": "1"}),
+        "robustness_units_se": (ne, robust_se, {"long_name": "standard error of robustness_units over the random removal orders (NaN: one order, not stable or padding)", "units": "1"}),
         "beta_eff": ("network", beta, {"long_name": "Gao-Barzel-Barabasi effective coupling sum s_in s_out / sum W (NaN: sum W = 0)", "units": "1"}),
         "theta_eff": ("network", theta_eff, {"long_name": "effective input sum s_out theta / sum s_out", "units": "state"}),
         "x_eff": (ne, x_eff, {"long_name": "effective state sum s_out x* / sum s_out of stable equilibria", "units": "state"}),

@@ -1,0 +1,254 @@
+"""Structural robustness by sequential unit removal at O(N^2) per removal.
+
+Private helper of :mod:`koopnet.resilience`. The reference
+(:func:`koopnet._resilience_continuation.continue_unit_removal`) continues the state through
+each removal with a fresh Jacobian, a Newton solve per iteration and a full ``eigvals`` per
+accepted point: O(N^3) per removal, O(N^4) per order. Here one removal sequence (one stable
+equilibrium, one random order) is followed with
+
+* **units switched off, not deleted**: removing unit j zeroes column j of W; the unit keeps
+  its own (now irrelevant) state, so the Jacobian of the full system is block triangular,
+  [[J_kept, 0], [*, -I]], with the spectrum of the kept network plus -1. Removing a unit is
+  then a rank-1 change of the Jacobian (its column becomes -e_j);
+* **chord Newton with Woodbury updates**: one LU of the Jacobian at a reference state
+  (O(N^3)), each removal adding a column to a Woodbury correction (O(N^2)), every Newton
+  iteration one pair of triangular solves (O(N^2)). The LU is refreshed at the current state
+  when the chord iteration contracts slowly or the correction holds ``_MAX_RANK`` columns;
+* **stability of every accepted state, mostly in O(N)**: an upper bound r of the largest
+  eigenvalue of the symmetric part of the kept Jacobian is carried along (a removal cannot
+  raise it, Cauchy interlacing; a move of the state raises it by at most
+  ||W_kept||_2 max|delta sigma'|, Weyl). While r < 0 the state is certified stable; when it
+  is not, a Cholesky test of the shifted symmetric part (O(N^3 / 3)) re-banks it, and only
+  where that fails (a reactive state) are the eigenvalues computed, as in the reference;
+* **contraction certificate**: once ||W_kept||_2 Lip(sigma) < 1 the kept network and every
+  network reached by further removals (principal submatrices, columns scaled down) is a
+  contraction with a unique, globally stable equilibrium: every later removal is survived.
+
+A removal whose chord step fails (no convergence, or a corrector larger than half the
+predicted move: a possible jump to another branch) is handed to the reference continuation,
+which then decides it exactly as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import lu_factor, lu_solve
+
+from ._resilience_continuation import (
+    TippingStatus,
+    _leading_eigenvalue,
+    certified_stable,
+    continue_unit_removal,
+)
+from .activations import Activation
+
+__all__ = ["removal_sequence_survival", "contraction_norm"]
+
+#: Woodbury columns kept before the LU is refreshed (each costs O(N r) per solve).
+_MAX_RANK = 32
+#: chord iterations contracting the residual by less than this factor trigger a refresh.
+_SLOW = 0.25
+
+
+def contraction_norm(W: np.ndarray) -> float:
+    """||W||_2 (largest singular value)."""
+    return float(np.linalg.norm(W, 2)) if W.size else 0.0
+
+
+class _Chord:
+    """Approximate solves with J(x) of the network with some units switched off."""
+
+    def __init__(self, W, act, x, alive):
+        self.W, self.act = W, act
+        self.refresh(x, alive)
+
+    def jacobian(self, x, alive):
+        J = self.W * (self.act.dsigma(x) * alive)[None, :]
+        J.flat[:: J.shape[0] + 1] -= 1.0
+        return J
+
+    def is_at(self, x):
+        return np.array_equal(self.x_ref, x)
+
+    def refresh(self, x, alive):
+        self.x_ref = x.copy()
+        J = self.jacobian(x, alive)
+        self.ok = bool(np.all(np.isfinite(J)))
+        if self.ok:
+            self.lu = lu_factor(J, check_finite=False)
+            self.ok = bool(np.all(np.diag(self.lu[0]) != 0))
+        self.Z = np.empty((x.size, 0))
+        self.rows: list[int] = []
+
+    def switch_off(self, j):
+        """J -> J - u e_j^T: column j of the reference Jacobian becomes -e_j."""
+        u = self.W[:, j] * self.act.dsigma(self.x_ref[j])
+        z = lu_solve(self.lu, u, check_finite=False)
+        self.Z = np.column_stack([self.Z, z])
+        self.rows.append(j)
+
+    def solve(self, b):
+        y = lu_solve(self.lu, b, check_finite=False)
+        if self.rows:
+            Zr = self.Z[self.rows]
+            C = np.eye(len(self.rows)) - Zr
+            y = y + self.Z @ np.linalg.solve(C, y[self.rows])
+        return y
+
+
+def _chord_step(chord, field, x, before, after, j, tol, max_iter):
+    """Remove unit j from the equilibrium x by chord Newton from the tangent predictor.
+
+    Only fast steps count: every iteration must shrink max|F| by ``_SLOW`` and converge
+    within ``max_iter`` iterations, where exact Newton (the reference) would too; anything
+    else is left to the reference. Returns (converged, x_new, x_pred).
+    """
+    # predictor: the tangent of the homotopy W[:, j] -> (1 - p) W[:, j] at p = 0
+    push = chord.W[:, j] * chord.act.sigma(x[j]) * before
+    x_pred = x + chord.solve(push) * before
+    chord.switch_off(j)
+    xn = x_pred.copy()
+    xn[j] = x[j]
+    F = field(xn, after)
+    res = np.max(np.abs(F))
+    for _ in range(max_iter):
+        if res < tol:
+            return True, xn, x_pred
+        xn -= chord.solve(F) * after
+        F = field(xn, after)
+        res_new = np.max(np.abs(F))
+        if not res_new <= _SLOW * res:
+            return False, xn, x_pred
+        res = res_new
+    return bool(res < tol), xn, x_pred
+
+
+def _cholesky_ok(S: np.ndarray) -> bool:
+    """Is the symmetric matrix S positive definite (Cholesky succeeds)?"""
+    from scipy.linalg.lapack import dpotrf
+
+    if not np.all(np.isfinite(S)):
+        return False
+    _, info = dpotrf(S, lower=1, overwrite_a=1, clean=0)
+    return info == 0
+
+
+def removal_sequence_survival(
+    W: np.ndarray,
+    theta: np.ndarray,
+    act: Activation,
+    x0: np.ndarray,
+    order: np.ndarray,
+    w_norm: float,
+    reactivity: float,
+    opts: dict,
+) -> int:
+    """Removals survived by a stable equilibrium when units are removed in ``order``.
+
+    Parameters
+    ----------
+    W : array, shape (N, N)
+    theta : array, shape (N,)
+    act : Activation
+    x0 : array, shape (N,)
+        A stable equilibrium of the intact network.
+    order : array of int, shape (N,)
+        Removal order (a permutation; at most N - 1 removals are made).
+    w_norm : float
+        ||W||_2 (the contraction certificate of the intact network, and the Weyl bound).
+    reactivity : float
+        lambda_max((J + J^T) / 2) at x0 (1/time).
+    opts : dict
+        Options of :func:`continue_unit_removal` for the fallback (``newton_tol`` and
+        ``newton_max_iter`` are also those of the chord Newton).
+
+    Returns
+    -------
+    int
+        Removals survived, in [0, N - 1] (as the reference counts them).
+    """
+    N = x0.size
+    lip = act.lipschitz
+    tol = opts["newton_tol"]
+    alive = np.ones(N)
+    x = np.array(x0, dtype=float)
+    if np.isfinite(lip) and w_norm * lip < 1.0:
+        return N - 1  # a contraction stays one under every removal
+    chord = _Chord(W, act, x, alive)
+    next_norm_check = max(1, N // 32)  # contraction checks of the kept network (doubling)
+    eps = 8.0 * N * np.finfo(float).eps
+    # r_ub: an upper bound of lambda_max of the symmetric part of the kept Jacobian. Negative
+    # means stable. A removal cannot raise it (Cauchy interlacing: the kept block is a
+    # principal submatrix) and a move of the state raises it by at most
+    # ||W_kept||_2 max |delta sigma'| (Weyl); it is re-banked by Cholesky tests.
+    r_ub = reactivity if np.isfinite(reactivity) else np.inf
+    bank = -0.5 * r_ub if r_ub < 0 else 0.0
+
+    def field(x, alive):
+        return (-x + W @ (act.sigma(x) * alive) + theta) * alive
+
+    def stable_now(x, alive):
+        """(stable?, new r_ub) of the kept network at x; eigenvalues only if not certified."""
+        nonlocal bank
+        keep = np.flatnonzero(alive)
+        J = chord.jacobian(x, alive)[np.ix_(keep, keep)]
+        S = -0.5 * (J + J.T)
+        scale = eps * np.max(np.abs(J))
+        for c in (bank, 0.25 * bank, 0.0) if bank > 0 else (0.0,):
+            T = S.copy()
+            T.flat[:: keep.size + 1] -= c + scale
+            if _cholesky_ok(T):
+                bank = c
+                return True, -c
+        return bool(_leading_eigenvalue(J[None])[0].real < 0), np.inf
+
+    with np.errstate(all="ignore"):
+        for k in range(1, N):
+            j = int(order[k - 1])
+            before = alive.copy()
+            after = alive.copy()
+            after[j] = 0.0
+            ok = False
+            stale = bool(chord.rows) or not chord.is_at(x)
+            chord_ok, xn, x_pred = _chord_step(chord, field, x, before, after, j, tol,
+                                               opts["newton_max_iter"])
+            if not chord_ok and stale:  # maybe the stale LU's fault: once more, fresh
+                chord.refresh(x, before)
+                chord_ok, xn, x_pred = _chord_step(chord, field, x, before, after, j, tol,
+                                                   opts["newton_max_iter"])
+            alive = after
+            if chord_ok:
+                # the removed unit still receives input: its state at p = 1, as the reference
+                # has it (it counts in the corrector, not in anything else)
+                xn[j] = W[j] @ (act.sigma(xn) * alive) + theta[j]
+                m = before > 0
+                corr = np.max(np.abs(xn - x_pred)[m])
+                move = np.max(np.abs(x_pred - x)[m])
+                ok = corr <= 0.5 * move + 1e-9 * (1.0 + np.max(np.abs(x[m])))
+            if ok:  # the same acceptance test as the reference: stable at p = 1
+                r_ub += w_norm * np.max(np.abs(act.dsigma(xn) - act.dsigma(x))[alive > 0])
+                if not r_ub < 0:
+                    ok, r_ub = stable_now(xn, alive)
+            if not ok:  # the reference decides this removal
+                keep = np.flatnonzero(before)
+                pos = int(np.flatnonzero(keep == j)[0])
+                _, status, x_last = continue_unit_removal(
+                    W[np.ix_(keep, keep)][None], theta[keep][None], act, x[keep][None],
+                    np.array([pos]), **opts,
+                )
+                if status[0] != TippingStatus.no_fold_in_range:
+                    return k - 1
+                xn = x.copy()
+                xn[keep] = x_last[0]
+                chord.refresh(xn, alive)
+                _, r_ub = stable_now(xn, alive)
+            x = xn
+            if len(chord.rows) >= _MAX_RANK or not chord.ok:
+                chord.refresh(x, alive)
+            if k >= next_norm_check and np.isfinite(lip):
+                next_norm_check *= 2
+                keep = np.flatnonzero(alive)
+                w_norm = contraction_norm(W[np.ix_(keep, keep)])
+                if w_norm * lip < 1.0:
+                    return N - 1
+        return N - 1
