@@ -93,6 +93,25 @@ def test_reference_dataset_is_self_describing(reference):
     assert not undocumented, f"variables missing from docs/dataset.md: {undocumented}"
 
 
+def test_stage_timings_beside_the_reproducible_dataset(reference, reference_dir):
+    # CPU times vary from run to run: they are in timing.nc, never in the byte-reproducible
+    # sweep.nc, on the same coordinates, one variable per stage, in seconds
+    assert not [name for name in reference.data_vars if name.endswith("_seconds")]
+    timing = io.open_dataset(reference_dir / TARGET.replace("sweep.nc", "timing.nc"))
+    stages = {"equilibria", "spectra", "dimension", "resilience"}
+    assert set(timing.data_vars) == {f"{s}_seconds" for s in stages}
+    documented = (REPO / "docs" / "dataset.md").read_text()
+    for name, var in timing.data_vars.items():
+        assert var.dims == ("activation", "g", "seed") and var.attrs["units"] == "s"
+        assert np.all(np.isfinite(var.values) & (var.values >= 0)), name
+        assert f"`{name}`" in documented
+        # 2 networks per seed chunk: each gets half of its chunk's call
+        assert var.attrs["timing_split"] == "equal share of one call on 2 network(s) (a seed chunk)"
+    for name in ("activation", "g", "seed"):
+        np.testing.assert_array_equal(timing[name].values, reference[name].values)
+    assert timing.attrs["config_hash"] == reference.attrs["config_hash"]
+
+
 def test_same_numbers_whatever_cores_and_seeds_per_job(tmp_path, reference, reference_dir):
     # the reference ran on 2 cores, 2 networks per chunk, 2 chunks per job; this one on 1 core
     # with 4 networks per chunk and one chunk per job

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
@@ -32,8 +33,8 @@ from .sweep import (
     provenance_attrs,
 )
 
-__all__ = ["STAGES", "SHARED_SECTIONS", "start_job_log", "run_networks", "run_stage", "run_job",
-           "run_collect", "swept_keys", "stage_settings"]
+__all__ = ["STAGES", "SHARED_SECTIONS", "TIMING_SUFFIX", "start_job_log", "stage_seconds",
+           "run_networks", "run_stage", "run_job", "run_collect", "swept_keys", "stage_settings"]
 
 log = logging.getLogger("koopnet")
 
@@ -141,7 +142,7 @@ def run_stage(stage: str, activation: str, networks: str | Path | xr.Dataset,
     """
     net_ds = _dataset(networks)
     batch, seeds = batch_from_dataset(net_ds, activation)
-    inputs = {name: _dataset(ds) for name, ds in upstream.items()}
+    inputs = {name: _without_timing(_dataset(ds)) for name, ds in upstream.items()}
     parts = []
     cpu = 0.0  # CPU seconds in the analysis itself (not imports, files or bookkeeping)
     with threadpool_limits(threads):
@@ -151,8 +152,11 @@ def run_stage(stage: str, activation: str, networks: str | Path | xr.Dataset,
                                       config)
             kwargs = {name: inputs[name].drop_vars("seed") for name in needs}
             start = time.process_time()
-            parts.append(getattr(mod, func)(batch, seeds, settings, **kwargs))
-            cpu += time.process_time() - start
+            part = getattr(mod, func)(batch, seeds, settings, **kwargs)
+            seconds = time.process_time() - start
+            cpu += seconds
+            parts.append(part.assign({f"{section}{TIMING_SUFFIX}": stage_seconds(
+                section, seconds, len(batch), threads)}))
     ds = xr.merge(parts, compat="no_conflicts", join="exact", combine_attrs="drop_conflicts")
     ds = ds.assign_coords(seed=("network", net_ds["seed"].values))
     if out is not None:
@@ -202,6 +206,45 @@ def run_job(stage: str, job: SweepJob, config: Mapping[str, Any], inputs: Mappin
         log.info("%s: %d chunks -> %s", name, len(datasets), outputs[name])
 
 
+#: Suffix of the per-stage timing variables: kept out of sweep.nc (not reproducible), in timing.nc.
+TIMING_SUFFIX = "_seconds"
+
+
+def stage_seconds(section: str, seconds: float, n_networks: int, threads: int) -> xr.Variable:
+    """Per-network CPU time of one stage call on the networks of a seed chunk.
+
+    The stages are vectorised over a chunk's networks, so one call's time is not separable per
+    network: each network gets an equal share (exact for chunks of one network,
+    ``seeds_per_job: 1``).
+
+    Parameters
+    ----------
+    section : str
+        The stage's config section (``equilibria``, ``spectra``, ``dimension``, ``resilience``).
+    seconds : float
+        CPU seconds of the call (``time.process_time``: every thread of the process).
+    n_networks : int
+    threads : int
+        BLAS threads the job ran with.
+
+    Returns
+    -------
+    xr.Variable, dims ``network``, units s
+    """
+    return xr.Variable(("network",), np.full(n_networks, seconds / max(n_networks, 1)), attrs={
+        "long_name": f"CPU time of the {section} stage per network",
+        "units": "s",
+        "timing_split": f"equal share of one call on {n_networks} network(s) (a seed chunk)",
+        "threads": threads,
+        "comment": "process CPU time (all threads); varies from run to run, so it is kept in "
+                   "timing.nc beside sweep.nc, which stays byte-reproducible",
+    })
+
+
+def _without_timing(ds: xr.Dataset) -> xr.Dataset:
+    return ds.drop_vars([v for v in ds.data_vars if str(v).endswith(TIMING_SUFFIX)])
+
+
 def swept_keys(sweep: Mapping[str, Any], points: Sequence[SweepPoint]) -> list[str]:
     """Point keys that become dimensions: list-valued config keys, plus ``step`` for files."""
     keys = [k for k in GRID_KEYS if isinstance(sweep.get(k), (list, tuple))]
@@ -212,8 +255,9 @@ def swept_keys(sweep: Mapping[str, Any], points: Sequence[SweepPoint]) -> list[s
 
 
 def run_collect(config: Mapping[str, Any], sweep: str, jobs: Sequence[SweepJob],
-                job_files: Sequence[Mapping[str, str | Path]], out: str | Path) -> xr.Dataset:
-    """Combine all jobs of a sweep into ``results/<sweep>/sweep.nc``.
+                job_files: Sequence[Mapping[str, str | Path]], out: str | Path,
+                timing_out: str | Path | None = None) -> xr.Dataset:
+    """Combine all jobs of a sweep into ``results/<sweep>/sweep.nc`` (and ``timing.nc``).
 
     Parameters
     ----------
@@ -222,6 +266,16 @@ def run_collect(config: Mapping[str, Any], sweep: str, jobs: Sequence[SweepJob],
     job_files : sequence of mapping
         For every job, its files by stage (``networks``, ``equilibria``, ``spectra``,
         ``metrics``); each holds one group per unit of the job.
+    out : path
+        The sweep dataset: everything but the timings, byte-reproducible.
+    timing_out : path, optional
+        The per-stage CPU times (``*_seconds``) on the same coordinates and with the same
+        provenance attributes.
+
+    Returns
+    -------
+    xr.Dataset
+        The sweep dataset with the timings (what the two files hold together).
     """
     parts = []
     for job, files in zip(jobs, job_files):
@@ -232,7 +286,10 @@ def run_collect(config: Mapping[str, Any], sweep: str, jobs: Sequence[SweepJob],
             parts.append((unit.point, merged))
     points = [point for point, _ in parts]
     ds = collect(parts, swept_keys(config["sweeps"][sweep], points), provenance_attrs(_sweep_config(config, sweep), sweep))
-    io.write_dataset(ds, out)
+    timing = [name for name in ds.data_vars if str(name).endswith(TIMING_SUFFIX)]
+    io.write_dataset(ds.drop_vars(timing), out)
+    if timing_out is not None:
+        io.write_dataset(ds[timing], timing_out)
     return ds
 
 

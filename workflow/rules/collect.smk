@@ -9,7 +9,8 @@ rule collect:
     input:
         sweep_job_files,
     output:
-        "results/{sweep}/sweep.nc",
+        sweep="results/{sweep}/sweep.nc",
+        timing="results/{sweep}/timing.nc",
     log:
         "logs/{sweep}/collect.log",
     conda:

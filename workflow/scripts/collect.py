@@ -1,4 +1,4 @@
-"""Rule `collect`: combine a sweep's jobs into results/<sweep>/sweep.nc."""
+"""Rule `collect`: combine a sweep's jobs into results/<sweep>/sweep.nc and timing.nc."""
 
 from koopnet.pipeline import run_collect, start_job_log
 
@@ -7,4 +7,5 @@ stages = snakemake.params.stages
 files = iter(snakemake.input)
 jobs = snakemake.params.jobs
 job_files = [{stage: next(files) for stage in stages} for _ in jobs]
-run_collect(snakemake.config, snakemake.wildcards.sweep, jobs, job_files, snakemake.output[0])
+run_collect(snakemake.config, snakemake.wildcards.sweep, jobs, job_files,
+            snakemake.output.sweep, snakemake.output.timing)
