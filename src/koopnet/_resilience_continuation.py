@@ -115,8 +115,6 @@ def certified_stable(J: np.ndarray) -> np.ndarray:
     -------
     array of bool, shape (K,)
     """
-    from scipy.linalg.lapack import dpotrf
-
     K, N = J.shape[0], J.shape[-1]
     out = np.zeros(K, dtype=bool)
     for k in range(K):  # one LAPACK call per matrix (a failed one stops early)
@@ -125,9 +123,19 @@ def certified_stable(J: np.ndarray) -> np.ndarray:
             continue
         S = -0.5 * (Jk + Jk.T)
         S.flat[:: N + 1] -= 8.0 * N * np.finfo(float).eps * np.max(np.abs(Jk))
-        _, info = dpotrf(S, lower=1, overwrite_a=1, clean=0)
-        out[k] = info == 0
+        out[k] = _cholesky_ok(S)
     return out
+
+
+def _cholesky_ok(S: np.ndarray) -> bool:
+    """Is the symmetric matrix S positive definite (its Cholesky factorisation succeeds)?
+    S is overwritten."""
+    from scipy.linalg.lapack import dpotrf
+
+    if not np.all(np.isfinite(S)):
+        return False
+    _, info = dpotrf(S, lower=1, overwrite_a=1, clean=0)
+    return info == 0
 
 
 def _leading_eigenvalue(J: np.ndarray) -> np.ndarray:

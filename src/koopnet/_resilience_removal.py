@@ -18,8 +18,10 @@ equilibrium, one random order) is followed with
   eigenvalue of the symmetric part of the kept Jacobian is carried along (a removal cannot
   raise it, Cauchy interlacing; a move of the state raises it by at most
   ||W_kept||_2 max|delta sigma'|, Weyl). While r < 0 the state is certified stable; when it
-  is not, a Cholesky test of the shifted symmetric part (O(N^3 / 3)) re-banks it, and only
-  where that fails (a reactive state) are the eigenvalues computed, as in the reference;
+  is not, a Cholesky test of the symmetric part shifted by half the last exact margin
+  (O(N^3 / 3)) re-banks it, else ``eigvalsh`` gives it exactly, and only where that is not
+  negative (a reactive state) are the eigenvalues computed, as in the reference
+  (:func:`koopnet._resilience_continuation.certified_stable` is the same test);
 * **contraction certificate**: once ||W_kept||_2 Lip(sigma) < 1 the kept network and every
   network reached by further removals (principal submatrices, columns scaled down) is a
   contraction with a unique, globally stable equilibrium: every later removal is survived.
@@ -32,12 +34,13 @@ which then decides it exactly as before.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import lu_factor, lu_solve
+from scipy.linalg import lu_factor
+from scipy.linalg.lapack import dgetrs
 
 from ._resilience_continuation import (
     TippingStatus,
+    _cholesky_ok,
     _leading_eigenvalue,
-    certified_stable,
     continue_unit_removal,
 )
 from .activations import Activation
@@ -83,12 +86,16 @@ class _Chord:
     def switch_off(self, j):
         """J -> J - u e_j^T: column j of the reference Jacobian becomes -e_j."""
         u = self.W[:, j] * self.act.dsigma(self.x_ref[j])
-        z = lu_solve(self.lu, u, check_finite=False)
+        z = self._lu_solve(u)
         self.Z = np.column_stack([self.Z, z])
         self.rows.append(j)
 
+    def _lu_solve(self, b):
+        y, _ = dgetrs(self.lu[0], self.lu[1], b)
+        return y
+
     def solve(self, b):
-        y = lu_solve(self.lu, b, check_finite=False)
+        y = self._lu_solve(b)
         if self.rows:
             Zr = self.Z[self.rows]
             C = np.eye(len(self.rows)) - Zr
@@ -121,16 +128,6 @@ def _chord_step(chord, field, x, before, after, j, tol, max_iter):
             return False, xn, x_pred
         res = res_new
     return bool(res < tol), xn, x_pred
-
-
-def _cholesky_ok(S: np.ndarray) -> bool:
-    """Is the symmetric matrix S positive definite (Cholesky succeeds)?"""
-    from scipy.linalg.lapack import dpotrf
-
-    if not np.all(np.isfinite(S)):
-        return False
-    _, info = dpotrf(S, lower=1, overwrite_a=1, clean=0)
-    return info == 0
 
 
 def removal_sequence_survival(
@@ -182,7 +179,7 @@ def removal_sequence_survival(
     # principal submatrix) and a move of the state raises it by at most
     # ||W_kept||_2 max |delta sigma'| (Weyl); it is re-banked by Cholesky tests.
     r_ub = reactivity if np.isfinite(reactivity) else np.inf
-    bank = -0.5 * r_ub if r_ub < 0 else 0.0
+    bank = -0.5 * r_ub if r_ub < 0 else 0.0  # a margin a Cholesky test tries to confirm
 
     def field(x, alive):
         return (-x + W @ (act.sigma(x) * alive) + theta) * alive
@@ -193,13 +190,16 @@ def removal_sequence_survival(
         keep = np.flatnonzero(alive)
         J = chord.jacobian(x, alive)[np.ix_(keep, keep)]
         S = -0.5 * (J + J.T)
-        scale = eps * np.max(np.abs(J))
-        for c in (bank, 0.25 * bank, 0.0) if bank > 0 else (0.0,):
+        if bank > 0:  # half the last exact margin: one Cholesky factorisation (N^3 / 3)
             T = S.copy()
-            T.flat[:: keep.size + 1] -= c + scale
+            T.flat[:: keep.size + 1] -= bank + eps * np.max(np.abs(J))
             if _cholesky_ok(T):
-                bank = c
-                return True, -c
+                return True, -bank
+        react = -np.linalg.eigvalsh(S)[0]  # exact, about 6 Cholesky factorisations
+        if react < 0:
+            bank = -0.5 * react
+            return True, react
+        bank = 0.0
         return bool(_leading_eigenvalue(J[None])[0].real < 0), np.inf
 
     with np.errstate(all="ignore"):

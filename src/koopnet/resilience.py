@@ -121,7 +121,8 @@ class ResilienceSettings:
 
 # --------------------------------------------------------------------------- local measures
 def stability_measures(
-    W: np.ndarray, x_eq: np.ndarray, activation: Activation
+    W: np.ndarray, x_eq: np.ndarray, activation: Activation,
+    eigenvalues: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stability margin and reactivity of equilibria.
 
@@ -131,6 +132,9 @@ def stability_measures(
     x_eq : array, shape (B, E, N)
         Equilibria, NaN rows for padding.
     activation : Activation
+    eigenvalues : complex array, shape (B, E, N), optional
+        Jacobian eigenvalues of the equilibria if already known (the equilibria stage's
+        ``jacobian_eigenvalues``): the margin is read from them instead of recomputed.
 
     Returns
     -------
@@ -143,12 +147,23 @@ def stability_measures(
     margin = np.full((B, E), np.nan)
     react = np.full((B, E), np.nan)
     valid = np.all(np.isfinite(x_eq), axis=-1)
-    if valid.any():
-        bb, ee = np.nonzero(valid)
-        J = jacobian_rows(W[bb], activation, x_eq[bb, ee])
-        margin[bb, ee] = -np.max(np.linalg.eigvals(J).real, axis=-1)
-        react[bb, ee] = np.linalg.eigvalsh(0.5 * (J + J.transpose(0, 2, 1)))[:, -1]
+    bb, ee = np.nonzero(valid)
+    known = eigenvalues is not None and eigenvalues.shape == (B, E, N)
+    if known:
+        margin[bb, ee] = -np.max(np.real(eigenvalues[bb, ee]), axis=-1)  # NaN if any is NaN
+    step = max(1, _CHUNK_BYTES // (16 * N * N))  # J and its symmetric part
+    for a in range(0, bb.size, step):  # memory bound only: each equilibrium on its own
+        b_, e_ = bb[a : a + step], ee[a : a + step]
+        J = jacobian_rows(W[b_], activation, x_eq[b_, e_])
+        todo = ~np.isfinite(margin[b_, e_])
+        if todo.any():
+            margin[b_[todo], e_[todo]] = -np.max(np.linalg.eigvals(J[todo]).real, axis=-1)
+        react[b_, e_] = np.linalg.eigvalsh(0.5 * (J + J.transpose(0, 2, 1)))[:, -1]
     return margin, react
+
+
+#: Jacobian memory per chunk of equilibria (bytes).
+_CHUNK_BYTES = 2**28
 
 
 # --------------------------------------------------------------------------- basin stability
@@ -157,7 +172,8 @@ SETTLING_EXTENSION = 10.0
 
 
 def settling_time(
-    batch: NetworkBatch, margin: np.ndarray, stable: np.ndarray, box_width: np.ndarray, settle_tol: float
+    batch: NetworkBatch, margin: np.ndarray, stable: np.ndarray, box_width: np.ndarray, settle_tol: float,
+    w_norm: np.ndarray | None = None,
 ) -> np.ndarray:
     """Time for the slowest stable equilibrium of each network to pull a state in to settle_tol.
 
@@ -173,6 +189,8 @@ def settling_time(
     stable : bool array, shape (B, E)
     box_width : array, shape (B, N)
     settle_tol : float
+    w_norm : array, shape (B,), optional
+        ||W||_2 of each network, if already computed.
 
     Returns
     -------
@@ -180,7 +198,9 @@ def settling_time(
     """
     m = np.where(stable & (margin > 0), margin, np.inf).min(axis=1, initial=np.inf)
     lip = batch.activation.lipschitz if np.isfinite(batch.activation.lipschitz) else 1.0
-    jnorm = 1.0 + np.linalg.norm(batch.W, 2, axis=(1, 2)) * lip
+    if w_norm is None:
+        w_norm = np.linalg.norm(batch.W, 2, axis=(1, 2))
+    jnorm = 1.0 + w_norm * lip
     D = np.max(box_width, axis=-1)
     return np.where(np.isfinite(m), 1.5 * np.log(np.maximum(D * jnorm / settle_tol, 1.0)) / m, 0.0)
 
@@ -214,6 +234,7 @@ def basin_stability(
     stable: np.ndarray,
     settings: ResilienceSettings | None = None,
     margin: np.ndarray | None = None,
+    w_norm: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Basin stability of known stable equilibria from random initial conditions.
 
@@ -232,6 +253,8 @@ def basin_stability(
     settings : ResilienceSettings
     margin : array, shape (B, E), optional
         Stability margins of ``x_eq`` if already computed (:func:`stability_measures`).
+    w_norm : array, shape (B,), optional
+        ||W||_2 of each network, if already computed.
 
     Returns
     -------
@@ -253,7 +276,7 @@ def basin_stability(
     # unsettled trajectories of such networks, else a monostable network reads basin stability 0.
     if margin is None:
         margin, _ = stability_measures(batch.W, x_eq, batch.activation)
-    t_need = settling_time(batch, margin, stable, hi - lo, integ.settle_tol)
+    t_need = settling_time(batch, margin, stable, hi - lo, integ.settle_tol, w_norm)
     unsettled = status == TrajectoryStatus.unsettled
     ext = unsettled.any(axis=1) & (t_need > integ.t_max)
     if ext.any():
@@ -612,10 +635,14 @@ def resilience_dataset(
     x_eq = np.where(valid[..., None], x_eq, np.nan)
     stable = valid & np.isin(eq_type, [int(t) for t in STABLE_TYPES])
 
-    margin, react = stability_measures(np.asarray(batch.W), x_eq, batch.activation)
-    return_time = np.where(stable & (margin > 0), 1.0 / np.where(margin > 0, margin, 1.0), np.nan)
-    basin = basin_stability(batch, seeds, x_eq, stable, s, margin=margin)
+    eigs = None
+    if "jacobian_eigenvalues" in equilibria:
+        eigs = np.asarray(equilibria["jacobian_eigenvalues"].transpose(
+            "network", "equilibrium", "mode").values)
+    margin, react = stability_measures(np.asarray(batch.W), x_eq, batch.activation, eigs)
     w_norm = np.linalg.norm(np.asarray(batch.W), 2, axis=(1, 2))
+    return_time = np.where(stable & (margin > 0), 1.0 / np.where(margin > 0, margin, 1.0), np.nan)
+    basin = basin_stability(batch, seeds, x_eq, stable, s, margin=margin, w_norm=w_norm)
     up, down, st_up, st_down = tipping_shifts(batch, x_eq, stable, s, w_norm=w_norm)
     robust, robust_se = structural_robustness(batch, seeds, x_eq, stable, s, reactivity=react,
                                               w_norm=w_norm)
