@@ -13,6 +13,7 @@ from koopnet.equilibria import (
     EquilibriumMethod,
     EquilibriumSettings,
     EquilibriumStatus,
+    EquilibriumStrategy,
     chao1,
     classify_equilibrium,
     contraction_certificate,
@@ -381,14 +382,18 @@ def test_no_convergence_is_flagged_not_raised():
     rng = np.random.default_rng(18)
     W = rng.normal(0, 4.0, (5, 5))
     r = find_equilibria(
-        Network(W, -W.sum(axis=1) / 2, "logistic"), EquilibriumSettings(max_iter=0), seed=0
+        Network(W, -W.sum(axis=1) / 2, "logistic"),
+        EquilibriumSettings(max_iter=0, homotopy_steps=0),
+        seed=0,
     )
     assert r.status == EquilibriumStatus.no_convergence and r.n_equilibria == 0
     assert r.fraction_converged == 0.0
     assert np.isnan(r.n_estimate) and np.isnan(r.n_estimate_se)
     # a contraction has exactly one equilibrium whether or not the search converged
     Wc = 0.5 * W / np.linalg.norm(W, 2)
-    r = find_equilibria(Network(Wc, np.zeros(5), "logistic"), EquilibriumSettings(max_iter=0))
+    r = find_equilibria(
+        Network(Wc, np.zeros(5), "logistic"), EquilibriumSettings(max_iter=0, homotopy_steps=0)
+    )
     assert r.status == EquilibriumStatus.no_convergence and r.contraction_certified
     assert r.n_estimate == 1.0 and r.n_estimate_se == 0.0
 
@@ -712,16 +717,16 @@ def test_index_sum_proves_incompleteness():
 def test_index_deficit_triggers_a_search_with_more_starts():
     W = np.array([[8.0, -1.0], [-1.0, 8.0]])
     net = Network(W, -W.sum(axis=1) / 2, "logistic")
-    few = EquilibriumSettings(n_starts=2, index_retries=0)
+    few = EquilibriumSettings(n_starts=2, index_retries=0, homotopy_steps=0)
     r0 = find_equilibria(net, few, seed=0)
     assert r0.n_missing_min > 0 and r0.n_starts == 2
-    r = find_equilibria(net, EquilibriumSettings(n_starts=2, index_retries=5), seed=0)
+    r = find_equilibria(net, EquilibriumSettings(n_starts=2, index_retries=5, homotopy_steps=0), seed=0)
     k = int(np.log2(r.n_starts // 2))
     assert r.n_starts == 2 * 2**k and 1 <= k <= 5
     # stops as soon as nothing is provably missing beyond what Chao1 expects
     assert r.n_missing_min == 0 or k == 5 or chao1(r.hits, r.n_equilibria)[0] >= r.n_equilibria + r.n_missing_min
     # the kept search is exactly a plain search with that many starts ...
-    direct = find_equilibria(net, EquilibriumSettings(n_starts=r.n_starts, index_retries=0), seed=0)
+    direct = find_equilibria(net, EquilibriumSettings(n_starts=r.n_starts, index_retries=0, homotopy_steps=0), seed=0)
     np.testing.assert_array_equal(r.x, direct.x)
     np.testing.assert_array_equal(r.hits, direct.hits)
     # ... and keeps what the smaller search found (its starts come first)
@@ -737,8 +742,8 @@ def test_retries_only_where_the_index_refutes_chao1():
         N = 10
         W = rng.normal(0, 3.0 / np.sqrt(N), (N, N))
         net = Network(W, rng.normal(0, 0.3, N), "tanh")
-        r0 = find_equilibria(net, EquilibriumSettings(n_starts=48, index_retries=0), seed=k)
-        r = find_equilibria(net, EquilibriumSettings(n_starts=48, index_retries=1), seed=k)
+        r0 = find_equilibria(net, EquilibriumSettings(n_starts=48, index_retries=0, homotopy_steps=0), seed=k)
+        r = find_equilibria(net, EquilibriumSettings(n_starts=48, index_retries=1, homotopy_steps=0), seed=k)
         refuted = r0.n_missing_min > 0 and chao1(r0.hits, r0.n_equilibria)[0] < r0.n_equilibria + r0.n_missing_min
         assert (r.n_starts == 96) == refuted and (r.n_starts == 48) == (not refuted)
         retried += refuted
@@ -753,3 +758,108 @@ def test_estimate_is_never_below_the_proven_lower_bound():
         assert r.n_estimate >= r.n_equilibria + r.n_missing_min
         plain, _ = chao1(r.hits, r.n_equilibria)
         assert r.n_estimate == max(plain, r.n_equilibria + r.n_missing_min)
+
+
+# ------------------------------------------------------------------ homotopy paths
+
+HOMOTOPY_ONLY = EquilibriumSettings(random_start_max_units=0)  # every N counts as large
+
+
+def test_homotopy_finds_the_unique_equilibrium_of_a_contraction():
+    """A contraction has exactly one equilibrium (Banach); every homotopy path reaches it, and
+    no random start is used, so the crossings are the samples."""
+    rng = np.random.default_rng(41)
+    N = 7
+    W = rng.normal(size=(N, N))
+    W *= 3.0 / np.linalg.norm(W, 2)  # ||W||_2 Lip = 0.75 < 1
+    theta = rng.normal(0, 1, N)
+    net = Network(W, theta, "logistic")
+    x = theta.copy()
+    for _ in range(400):  # Picard iteration, contraction factor 0.75
+        x = theta + W @ net.activation.sigma(x)
+    r = find_equilibria(net, HOMOTOPY_ONLY, seed=2)
+    assert r.contraction_certified and r.n_starts == 0
+    assert r.n_equilibria == 1 and np.max(np.abs(r.x[0] - x)) < 1e-12
+    assert r.strategy[0] == EquilibriumStrategy.homotopy
+    assert r.crossings[0] == HOMOTOPY_ONLY.homotopy_paths  # each path crosses lam = 1 once
+
+
+@pytest.mark.parametrize("k", range(6))
+def test_homotopy_finds_only_true_equilibria_and_at_least_one(k):
+    """Past the transition, homotopy crossings are exact equilibria (brute force in 2-D), at least one per network."""
+    rng = np.random.default_rng(100 + k)
+    W = rng.normal(0, 6.0, (2, 2)) if k else np.array([[8.0, -1.0], [-1.0, 8.0]])
+    theta = -W.sum(axis=1) / 2 + rng.normal(0, 0.5, 2) * (k > 0)
+    ref = brute_force_2d(W, theta)
+    r = find_equilibria(Network(W, theta, "logistic"), HOMOTOPY_ONLY, seed=k)
+    assert r.n_equilibria >= 1 and r.n_starts == 0
+    d = np.max(np.abs(r.x[:, None] - ref[None]), axis=-1)
+    assert np.all(d.min(axis=1) < 1e-8)
+    assert np.all(r.strategy == EquilibriumStrategy.homotopy) and np.all(r.crossings >= 1)
+
+
+def test_homotopy_takes_over_where_random_starts_find_nothing():
+    """Random starts that cannot converge (max_iter = 0) leave the network to the homotopy
+    paths, which find its equilibrium: status ok, the strategy says who found it."""
+    rng = np.random.default_rng(18)
+    W = rng.normal(0, 4.0, (5, 5))
+    net = Network(W, -W.sum(axis=1) / 2, "logistic")  # x = 0 is an equilibrium (centered)
+    r = find_equilibria(net, EquilibriumSettings(max_iter=0), seed=0)
+    assert r.status == EquilibriumStatus.ok and r.n_equilibria >= 1 and r.n_converged == 0
+    assert np.all(r.strategy == EquilibriumStrategy.homotopy)
+    np.testing.assert_array_less(residual(net, r.x), 1e-14)
+
+
+def test_default_search_is_complete_where_the_truth_is_known():
+    """Exhaustive truth: 2-unit networks by brute force (sign changes of the 1-D reduction,
+    refined by brentq) and rank-1 networks by the exact 1-D reduction. The default search
+    finds every equilibrium (the target is >= 99 %; on these cases all)."""
+    rng = np.random.default_rng(51)
+    total = found = 0
+    for k in range(12):
+        W = rng.normal(0, 6.0, (2, 2))
+        theta = -W.sum(axis=1) / 2 + rng.normal(0, 0.5, 2)
+        ref = brute_force_2d(W, theta)
+        r = find_equilibria(Network(W, theta, "logistic"), seed=k)
+        d = np.max(np.abs(ref[:, None] - r.x[None]), axis=-1)
+        total += len(ref)
+        found += int(np.sum(d.min(axis=1) < 1e-8))
+    for k in range(6):  # rank 1, N = 30: kappa = s v.tanh(theta + u kappa), sign changes on a grid
+        N = 30
+        u, v = rng.normal(size=N), rng.normal(size=N)
+        v = u + 0.5 * v
+        uh, vh = u / np.linalg.norm(u), v / np.linalg.norm(v)
+        s = 6.0
+        theta = rng.normal(0, 0.1, N)
+        net = Network(s * np.outer(uh, vh), theta, "tanh")
+        h = lambda kap: -kap + s * np.tanh(theta[None, :] + np.outer(kap, uh)) @ vh
+        grid = np.linspace(-s * np.abs(vh).sum() - 1e-3 * np.pi, s * np.abs(vh).sum(), 200_001)
+        hv = h(grid)
+        truth = int(np.sum(np.sign(hv[:-1]) != np.sign(hv[1:])))
+        r = find_equilibria(net, seed=k)
+        total += truth
+        found += min(r.n_equilibria, truth)
+        assert r.n_equilibria <= truth
+    assert found == total
+
+
+def test_strategy_flags_in_the_dataset_and_batch_independence_with_homotopy():
+    batch, seeds = _mixed_batch()
+    ds = equilibria_dataset(batch, seeds, HOMOTOPY_ONLY)
+    assert ds.eq_strategy.attrs["flag_meanings"].split()[0] == "padding"
+    newton = ds.equilibrium_method.values == EquilibriumMethod.newton
+    n = ds.n_equilibria.values
+    for b in np.flatnonzero(newton):
+        assert np.all(ds.eq_strategy.values[b, : n[b]] == EquilibriumStrategy.homotopy)
+        assert np.all(ds.eq_crossings.values[b, : n[b]] >= 1) and ds.n_starts.values[b] == 0
+    assert np.all(ds.eq_strategy.values[ds.equilibrium_method.values == EquilibriumMethod.feedforward, 0] == EquilibriumStrategy.exact)
+    for b in range(len(batch)):
+        one = equilibria_dataset(
+            NetworkBatch(batch.W[b : b + 1], batch.theta[b : b + 1], "logistic"), [seeds[b]], HOMOTOPY_ONLY
+        )
+        k = int(one.n_equilibria[0])
+        for name in ("x_eq", "eq_crossings", "eq_strategy", "n_equilibria_estimate"):
+            a, c = one[name].values[0], ds[name].values[b]
+            if "equilibrium" in one[name].dims:
+                a, c = a[:k], c[:k]
+            assert a.tobytes() == c.tobytes(), name

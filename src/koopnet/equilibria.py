@@ -68,6 +68,7 @@ from .network import Network, NetworkBatch
 __all__ = [
     "EquilibriumMethod",
     "EquilibriumStatus",
+    "EquilibriumStrategy",
     "EquilibriumSettings",
     "Equilibria",
     "find_equilibria",
@@ -92,6 +93,21 @@ class EquilibriumMethod(IntEnum):
     feedforward = 2
     polynomial = 3
     lowrank = 4
+
+
+class EquilibriumStrategy(IntEnum):
+    """Which part of the search found an equilibrium first (ranked in this order).
+
+    ``exact``: an exact path (linear, feedforward, N = 1 polynomial). ``random_start``: a start
+    drawn uniformly in the search box (or the low-rank reduced box). ``homotopy``: a crossing of
+    lam = 1 by a probability-one homotopy path (bounded activations, full search).
+    ``deflation``: a deflated Newton round.
+    """
+
+    exact = 0
+    random_start = 1
+    homotopy = 2
+    deflation = 3
 
 
 class EquilibriumStatus(IntEnum):
@@ -124,7 +140,13 @@ class EquilibriumSettings:
     """
 
     n_starts: int = 256
-    """Newton starts per network, drawn uniformly in the search box."""
+    """Newton starts per network, drawn uniformly in the search box (random starts; see random_start_max_units)."""
+    random_start_max_units: int = 300
+    """Random starts are used for networks of at most this many units; larger networks with a bounded activation are searched by the homotopy paths alone (uniform starts converge for none of 64 at N = 500, g = 8). Unbounded activations always use random starts."""
+    homotopy_steps: int = 3000
+    """Continuation steps per network for the homotopy paths (bounded activations, full search; 0 disables them), run where random starts are off (N > random_start_max_units) or found nothing. Each step is one LU factorisation of an (N + 1)-square matrix."""
+    homotopy_paths: int = 8
+    """Most homotopy paths per network (a path starts when the previous one has left lam in [0, 1.2]; each finds at least one equilibrium)."""
     search_method: str = "hybrid"
     """Start-wise solver: ``hybrid`` (Powell hybrid, Broyden updates between exact Jacobians) or ``dogleg`` (exact-Jacobian trust-region Newton)."""
     max_iter: int = 200
@@ -192,11 +214,16 @@ class Equilibria:
     n_unstable_dims : int array, shape (E,)
         Eigenvalues with Re > hyperbolic_tol.
     hits : int array, shape (E,)
-        Search starts that converged to the equilibrium (0 for exact paths and deflation finds).
+        Random starts that converged to the equilibrium (0 for exact paths, homotopy and deflation finds).
+    crossings : int array, shape (E,)
+        Homotopy-path crossings of lam = 1 at the equilibrium.
+    strategy : int8 array, shape (E,)
+        :class:`EquilibriumStrategy` that found it (the first in the enum's order when several did).
     n_starts, n_converged : int
         Starts used and starts converged (0, 0 for exact paths).
     n_estimate, n_estimate_se : float
-        Estimated total number of equilibria (Chao1, bias-corrected, raised to the index-theorem
+        Estimated total number of equilibria (Chao1, bias-corrected, over the random starts'
+        hits, or over the homotopy crossings when no random starts were used; raised to the index-theorem
         lower bound found + |1 - index_sum| when below it) and its standard error;
         exact count and 0 for exact paths, 1 and 0 for contraction-certified and feedforward
         networks; NaN when nothing can be counted (status singular or no_convergence).
@@ -228,6 +255,8 @@ class Equilibria:
     status: EquilibriumStatus
     rank: int = field(default=-1)
     index_sum: int | None = None
+    crossings: np.ndarray | None = None
+    strategy: np.ndarray | None = None
 
     @property
     def n_equilibria(self) -> int:
@@ -485,7 +514,7 @@ def _position_error(problem: NewtonProblem, x: np.ndarray, net: np.ndarray, tol:
     return np.minimum(corr, cap)
 
 
-def _merge_refined(x, res, err, hits, net, rtol):
+def _merge_refined(x, res, err, hits, net, rtol, crossings, strategy):
     """Merge refined points of a network that are one equilibrium within their position errors.
 
     Points are ranked by position error, then residual; each leader absorbs the points with
@@ -494,10 +523,11 @@ def _merge_refined(x, res, err, hits, net, rtol):
 
     Returns
     -------
-    x, res, err, hits, net : the leaders, in network order.
+    x, res, err, hits, net, crossings, strategy : the leaders, in network order (hits and
+    crossings summed over the merged points, strategy their smallest code).
     """
     keep = np.zeros(x.shape[0], dtype=bool)
-    hits = hits.copy()
+    hits, crossings, strategy = hits.copy(), crossings.copy(), strategy.copy()
     for b in np.unique(net):
         idx = np.flatnonzero(net == b)
         idx = idx[np.lexsort((res[idx], err[idx]))]
@@ -509,11 +539,21 @@ def _merge_refined(x, res, err, hits, net, rtol):
             d = np.max(np.abs(x[idx] - x[lead]), axis=-1)
             join = pending & (d <= rtol * (1.0 + np.max(np.abs(x[lead]))) + err[lead] + err[idx])
             hits[lead] = hits[idx[join]].sum()
+            crossings[lead] = crossings[idx[join]].sum()
+            strategy[lead] = strategy[idx[join]].min()
             pending &= ~join
             keep[lead] = True
     order = np.flatnonzero(keep)
     order = order[np.argsort(net[order], kind="stable")]
-    return x[order], res[order], err[order], hits[order], net[order]
+    return (
+        x[order],
+        res[order],
+        err[order],
+        hits[order],
+        net[order],
+        crossings[order],
+        strategy[order],
+    )
 
 
 # ------------------------------------------------------------------------ method paths
@@ -530,6 +570,15 @@ class _Found:
     status: EquilibriumStatus = EquilibriumStatus.ok
     exact_count: bool = False
     eig_minus_one: bool = False  # feedforward: spectrum exactly -1
+    strategy: np.ndarray | None = None  # (E,) EquilibriumStrategy; None: all exact
+    crossings: np.ndarray | None = None  # (E,) homotopy crossings; None: zeros
+
+    def __post_init__(self):
+        E = self.x.shape[0]
+        if self.strategy is None:
+            self.strategy = np.full(E, int(EquilibriumStrategy.exact), np.int8)
+        if self.crossings is None:
+            self.crossings = np.zeros(E, np.int64)
 
 
 def _linear_path(W, theta, settings):
@@ -634,13 +683,19 @@ def _polynomial_path(W, theta, act, settings):
     return out
 
 
-def _search_path(problem, seeds, lower, upper, clip, settings, to_state):
+def _search_path(problem, seeds, lower, upper, clip, settings, to_state, n_random=None):
     """Damped Newton from the starts of each network (+ deflation); returns one _Found per network.
 
     ``to_state`` maps reduced solutions (K, d) of networks ``net`` to unit states (K, N).
     """
     B, d = lower.shape
-    S = settings.n_starts
+    S = settings.n_starts if n_random is None else n_random
+    if S == 0:
+        empty = np.zeros((0, problem.n_units))
+        return [
+            _Found(empty, np.zeros(0, np.int64), status=EquilibriumStatus.no_convergence)
+            for _ in range(B)
+        ]
     u = _draw_unit_starts(seeds, S, d)
     y0 = lower[:, None, :] + (upper - lower)[:, None, :] * u
     kw = dict(
@@ -713,8 +768,33 @@ def _search_path(problem, seeds, lower, upper, clip, settings, to_state):
             else np.zeros((0, problem.n_units))
         )
         status = EquilibriumStatus.ok if x.shape[0] else EquilibriumStatus.no_convergence
-        out.append(_Found(x, hits[b].astype(np.int64), S, int(n_conv[b]), status))
+        strat = np.where(
+            hits[b] > 0, int(EquilibriumStrategy.random_start), int(EquilibriumStrategy.deflation)
+        ).astype(np.int8)
+        out.append(_Found(x, hits[b].astype(np.int64), S, int(n_conv[b]), status, strategy=strat))
     return out
+
+
+def _add_homotopy_finds(f: _Found, W, theta, act, seed, settings) -> None:
+    """Append the equilibria of the homotopy paths of one network to its raw result ``f``."""
+    from ._equilibria_homotopy import homotopy_crossings
+
+    a, b_ = act.bounds
+    N = theta.size
+    u = a + (b_ - a) * stage_rng(seed, STAGE + "_homotopy").random((settings.homotopy_paths, N))
+    starts = theta + u @ W.T  # path starts in theta + W sigma(R^N), which holds every equilibrium
+    x, _ = homotopy_crossings(
+        W, theta, act, starts, max_steps=settings.homotopy_steps, tol=settings.tol_residual
+    )
+    if x.shape[0] == 0:
+        return
+    f.x = np.concatenate([f.x, x])
+    f.hits = np.concatenate([f.hits, np.zeros(x.shape[0], np.int64)])
+    f.crossings = np.concatenate([f.crossings, np.ones(x.shape[0], np.int64)])
+    f.strategy = np.concatenate(
+        [f.strategy, np.full(x.shape[0], int(EquilibriumStrategy.homotopy), np.int8)]
+    )
+    f.status = EquilibriumStatus.ok
 
 
 # ------------------------------------------------------------------------------ driver
@@ -758,6 +838,7 @@ def find_equilibria_batch(
             for b, r in enumerate(results)
             if r.n_missing_min > 0
             and r.method in searched
+            and r.n_starts > 0
             and chao1(r.hits, r.n_equilibria)[0] < r.n_equilibria + r.n_missing_min
         ]
         if not redo:
@@ -812,8 +893,10 @@ def _find_batch(
     if sel.size:
         put(sel, _polynomial_path(W[sel], theta[sel], act, settings))
     sel = np.flatnonzero(method == EquilibriumMethod.newton)
+    homotopy = act.bounds is not None and settings.homotopy_steps > 0
     if sel.size:
         lo, hi, exact_box = search_box(W[sel], theta[sel], act, settings.box_halfwidth)
+        n_random = 0 if homotopy and N > settings.random_start_max_units else settings.n_starts
         put(
             sel,
             _search_path(
@@ -824,8 +907,14 @@ def _find_batch(
                 exact_box,
                 settings,
                 lambda y, net: y,
+                n_random,
             ),
         )
+        # homotopy paths where random starts are off (large N) or found nothing: every
+        # bounded network then reports at least one equilibrium
+        for b in sel if homotopy else ():
+            if n_random == 0 or found[b].x.shape[0] == 0:
+                _add_homotopy_finds(found[b], W[b], theta[b], act, seeds[b], settings)
     for r in np.unique(rank[method == EquilibriumMethod.lowrank]):
         sel = np.flatnonzero((method == EquilibriumMethod.lowrank) & (rank == r))
         U = Us[sel][:, :, :r]  # (b, N, r)
@@ -848,10 +937,16 @@ def _find_batch(
     X, res = _polish(full, X, net, settings.n_polish)
     err = _position_error(full, X, net, settings.tol_residual)
     hits = np.concatenate([f.hits for f in found]) if counts.sum() else np.zeros(0, np.int64)
-    X, res, err, hits, net = _merge_refined(X, res, err, hits, net, settings.dedup_rtol)
+    cross = np.concatenate([f.crossings for f in found]) if counts.sum() else np.zeros(0, np.int64)
+    strat = np.concatenate([f.strategy for f in found]) if counts.sum() else np.zeros(0, np.int8)
+    X, res, err, hits, net, cross, strat = _merge_refined(
+        X, res, err, hits, net, settings.dedup_rtol, cross, strat
+    )
     counts = np.bincount(net, minlength=B)
     for b in range(B):
         found[b].hits = hits[net == b]
+        found[b].crossings = cross[net == b]
+        found[b].strategy = strat[net == b]
     resolved = err <= 0.1 * settings.dedup_rtol * (1.0 + np.max(np.abs(X), axis=-1, initial=0.0))
     ev = np.empty((X.shape[0], N), dtype=complex)
     chunk = max(1, settings.chunk_elements // max(N * N, 1))
@@ -877,10 +972,12 @@ def _find_batch(
         f = found[b]
         sl = slice(offsets[b], offsets[b + 1])
         x, r, e, t, nu, h = X[sl], res[sl], ev[sl], eq_type[sl], n_unst[sl], f.hits
+        cr, sg = f.crossings, f.strategy
         not_stable = ~np.isin(t, stable_codes)
         keys = [x[:, i] for i in range(N - 1, -1, -1)] + [-h, nu, not_stable]
         order = np.lexsort(keys) if x.shape[0] else np.zeros(0, np.int64)
         x, r, e, t, nu, h = x[order], r[order], e[order], t[order], nu[order], h[order]
+        cr, sg = cr[order], sg[order]
         status = f.status
         if status == EquilibriumStatus.ok and (
             np.any(~(r <= settings.tol_residual)) or not resolved[sl].all()
@@ -892,8 +989,10 @@ def _find_batch(
             est, se = float(x.shape[0]), 0.0
         elif status in (EquilibriumStatus.singular, EquilibriumStatus.no_convergence):
             est, se = np.nan, np.nan  # a continuum, or nothing to estimate from
-        else:
+        elif f.n_starts > 0:
             est, se = chao1(h, x.shape[0])
+        else:  # no random starts (large N): the homotopy crossings are the samples
+            est, se = chao1(cr, x.shape[0])
         index_sum = None
         if act.bounds is not None and not np.any(t == EquilibriumType.non_hyperbolic):
             index_sum = int(np.sum((-1) ** nu)) if x.shape[0] else 0
@@ -916,6 +1015,8 @@ def _find_batch(
                 status=status,
                 rank=int(rank[b]),
                 index_sum=index_sum,
+                crossings=cr.astype(np.int64),
+                strategy=sg.astype(np.int8),
             )
         )
     return tuple(results)
@@ -1056,6 +1157,17 @@ def equilibria_dataset(
         ),
         "n_unstable_dims": v(
             neq, pad_stack([r.n_unstable_dims for r in res], E), "number of unstable directions"
+        ),
+        "eq_crossings": v(
+            neq,
+            pad_stack([r.crossings for r in res], E),
+            "homotopy-path crossings of lambda = 1 at the equilibrium",
+        ),
+        "eq_strategy": flags(
+            neq,
+            pad_stack([r.strategy for r in res], E),
+            EquilibriumStrategy,
+            "search strategy that found the equilibrium",
         ),
         "jacobian_eigenvalues": v(
             ("network", "equilibrium", "mode"),
