@@ -20,17 +20,27 @@ vectorised damped-Newton search with a completeness estimate elsewhere:
 * low-rank W = U S V^T (numerical rank r <= ``lowrank_max_fraction`` N): Newton on the
   exact r-dimensional reduction x* = theta + U kappa, kappa = S V^T sigma(theta + U kappa),
   followed by refinement in the full N-dimensional system.
-* otherwise (``newton``): a start-wise root search from ``n_starts`` starts drawn uniformly
-  in the search box, vectorised over starts and networks: by default Powell's hybrid method
-  (scaled dogleg trust region, exact Jacobian at the start and after two poor steps, Broyden
-  rank-1 updates in between, as MINPACK ``hybrj``), or exact-Jacobian dogleg Newton (one
-  batched LAPACK solve per step); converged, diverged, singular and stalled starts leave
-  the active set; duplicates are merged with a relative tolerance and every equilibrium is
-  refined by full Newton steps. Optional deflation (Farrell, Birkisson & Funke, SIAM J. Sci.
-  Comput. 2015, Armijo-damped deflated Newton) pushes on from the roots already found.
+* otherwise (``newton``), strategies recorded per equilibrium (:class:`EquilibriumStrategy`):
+
+  - random starts: ``n_starts`` starts drawn uniformly in the search box, each solved by
+    Powell's hybrid method (scaled dogleg trust region, exact Jacobian at the start and after
+    two poor steps, Broyden rank-1 updates in between, as MINPACK ``hybrj``) in a compiled
+    kernel, one start at a time; used up to ``random_start_max_units`` units (beyond, uniform
+    starts converge for almost none);
+  - homotopy paths (bounded activations): probability-one homotopies from x = b at lam = 0
+    to the network at lam = 1, each reaching lam = 1 at least once, every crossing an
+    equilibrium (:mod:`koopnet._equilibria_homotopy`); used above ``random_start_max_units``
+    or where the random starts found nothing;
+  - reflection: in odd-symmetric networks (theta + sigma(0) W 1 = 0) -x* of every x* found;
+  - optional deflation (Farrell, Birkisson & Funke, SIAM J. Sci. Comput. 2015, Armijo-damped
+    deflated Newton) pushes on from the roots already found.
+
+  Duplicates are merged with a relative tolerance and every equilibrium is refined by full
+  Newton steps.
 
 Completeness is reported, never claimed: the number found, the Chao1 estimate of the
-total from how many starts landed on each equilibrium (with its standard error), the
+total from how many random starts (or, without random starts, homotopy crossings) landed on
+each equilibrium (with its standard error), the index-theorem lower bound on those missed, the
 fraction of converged starts, and the contraction certificate ||W||_2 Lip(sigma) < 1 that
 proves uniqueness.
 
@@ -53,7 +63,6 @@ from ._equilibria_newton import (
     StartCode,
     _solve,
     damped_newton,
-    dogleg_newton,
     powell_hybrid,
     relative_residual,
 )
@@ -101,13 +110,17 @@ class EquilibriumStrategy(IntEnum):
     ``exact``: an exact path (linear, feedforward, N = 1 polynomial). ``random_start``: a start
     drawn uniformly in the search box (or the low-rank reduced box). ``homotopy``: a crossing of
     lam = 1 by a probability-one homotopy path (bounded activations, full search).
-    ``deflation``: a deflated Newton round.
+    ``deflation``: a deflated Newton round. ``reflection``: the mirror image -x* of an
+    equilibrium found otherwise, in an odd-symmetric network (theta + sigma(0) W 1 = 0, e.g.
+    centered logistic or tanh with theta = 0: every shipped sigma has sigma(-x) = 2 sigma(0) -
+    sigma(x), so f(-x) = -f(x) and equilibria come in pairs).
     """
 
     exact = 0
     random_start = 1
     homotopy = 2
     deflation = 3
+    reflection = 4
 
 
 class EquilibriumStatus(IntEnum):
@@ -147,8 +160,6 @@ class EquilibriumSettings:
     """Continuation steps per network for the homotopy paths (bounded activations, full search; 0 disables them), run where random starts are off (N > random_start_max_units) or found nothing. Each step is one LU factorisation of an (N + 1)-square matrix."""
     homotopy_paths: int = 8
     """Most homotopy paths per network (a path starts when the previous one has left lam in [0, 1.2]; each finds at least one equilibrium)."""
-    search_method: str = "hybrid"
-    """Start-wise solver: ``hybrid`` (Powell hybrid, Broyden updates between exact Jacobians) or ``dogleg`` (exact-Jacobian trust-region Newton)."""
     max_iter: int = 200
     """Maximum Newton trial steps per start (trust-region search and each deflation round)."""
     tol_residual: float = 1e-10
@@ -161,12 +172,6 @@ class EquilibriumSettings:
     """A start diverges when ||x||_inf exceeds this (state units); only reachable with unbounded activations."""
     hybrid_factor: float = 100.0
     """Initial trust radius of the hybrid search, as a multiple of the scaled norm of the start (MINPACK ``factor``)."""
-    initial_radius: float = 10.0
-    """Initial trust radius of the dogleg search, per sqrt(dimension) (state units)."""
-    stall_window: int = 8
-    """Dogleg search: a start is abandoned when ||f||_2 has not dropped below stall_factor times its reference within this many steps."""
-    stall_factor: float = 0.9
-    """Factor by which ||f||_2 must drop within stall_window steps for a start to stay active."""
     max_backtrack: int = 12
     """Step halvings in the Armijo line search of the deflated Newton rounds."""
     index_retries: int = 2
@@ -226,7 +231,8 @@ class Equilibria:
         hits, or over the homotopy crossings when no random starts were used; raised to the index-theorem
         lower bound found + |1 - index_sum| when below it) and its standard error;
         exact count and 0 for exact paths, 1 and 0 for contraction-certified and feedforward
-        networks; NaN when nothing can be counted (status singular or no_convergence).
+        networks; NaN when nothing can be counted (status singular or no_convergence, or fewer than
+        two homotopy paths crossed when no random starts were used).
     contraction_certified : bool
         ||W||_2 Lip(sigma) < 1: exactly one, globally stable equilibrium.
     method : EquilibriumMethod
@@ -572,6 +578,7 @@ class _Found:
     eig_minus_one: bool = False  # feedforward: spectrum exactly -1
     strategy: np.ndarray | None = None  # (E,) EquilibriumStrategy; None: all exact
     crossings: np.ndarray | None = None  # (E,) homotopy crossings; None: zeros
+    n_paths_crossed: int = 0  # homotopy paths that crossed lam = 1
 
     def __post_init__(self):
         E = self.x.shape[0]
@@ -684,7 +691,7 @@ def _polynomial_path(W, theta, act, settings):
 
 
 def _search_path(problem, seeds, lower, upper, clip, settings, to_state, n_random=None):
-    """Damped Newton from the starts of each network (+ deflation); returns one _Found per network.
+    """Powell hybrid search from the random starts of each network (+ deflation); one _Found per network.
 
     ``to_state`` maps reduced solutions (K, d) of networks ``net`` to unit states (K, N).
     """
@@ -704,23 +711,14 @@ def _search_path(problem, seeds, lower, upper, clip, settings, to_state, n_rando
         divergence_radius=settings.divergence_radius,
         chunk_elements=settings.chunk_elements,
     )
-    if settings.search_method == "hybrid":
-        y, code, _, _ = powell_hybrid(problem, y0, factor=settings.hybrid_factor, **kw)
-    elif settings.search_method == "dogleg":
-        y, code, _, _ = dogleg_newton(
-            problem,
-            y0,
-            lower,
-            upper,
-            initial_radius=settings.initial_radius,
-            stall_window=settings.stall_window,
-            stall_factor=settings.stall_factor,
-            **kw,
-        )
-    else:
-        raise ValueError(
-            f"unknown search_method {settings.search_method!r}; expected 'hybrid' or 'dogleg'"
-        )
+    y, code, _, _ = powell_hybrid(
+        problem,
+        y0,
+        factor=settings.hybrid_factor,
+        tol=settings.tol_residual,
+        max_iter=settings.max_iter,
+        divergence_radius=settings.divergence_radius,
+    )
     ok = code == StartCode.converged
     label = _dedup(y, ok, settings.dedup_rtol)
     leaders = [np.flatnonzero(label[b] == np.arange(S)) for b in range(B)]
@@ -783,7 +781,7 @@ def _add_homotopy_finds(f: _Found, W, theta, act, seed, settings) -> None:
     N = theta.size
     u = a + (b_ - a) * stage_rng(seed, STAGE + "_homotopy").random((settings.homotopy_paths, N))
     starts = theta + u @ W.T  # path starts in theta + W sigma(R^N), which holds every equilibrium
-    x, _ = homotopy_crossings(
+    x, path = homotopy_crossings(
         W, theta, act, starts, max_steps=settings.homotopy_steps, tol=settings.tol_residual
     )
     if x.shape[0] == 0:
@@ -795,6 +793,7 @@ def _add_homotopy_finds(f: _Found, W, theta, act, seed, settings) -> None:
         [f.strategy, np.full(x.shape[0], int(EquilibriumStrategy.homotopy), np.int8)]
     )
     f.status = EquilibriumStatus.ok
+    f.n_paths_crossed = int(np.unique(path).size)
 
 
 # ------------------------------------------------------------------------------ driver
@@ -930,6 +929,24 @@ def _find_batch(
             lo, hi, clip = -hw, hw, False
         put(sel, _search_path(prob, [seeds[b] for b in sel], lo, hi, clip, settings, prob.state))
 
+    # ---- odd-symmetric networks: -x* is an equilibrium for every x* (f(-x) = -f(x))
+    sigma0 = float(act.sigma(np.zeros(1))[0])
+    centre = theta + sigma0 * W.sum(axis=-1)
+    symmetric = np.max(np.abs(centre), axis=-1) <= 1e-12 * (
+        1.0 + np.max(np.abs(W).sum(axis=-1), axis=-1)
+    )
+    searched = np.isin(method, [int(EquilibriumMethod.newton), int(EquilibriumMethod.lowrank)])
+    for b in np.flatnonzero(symmetric & searched):
+        f = found[b]
+        if f.x.shape[0]:
+            m = f.x.shape[0]
+            f.x = np.concatenate([f.x, -f.x])
+            f.hits = np.concatenate([f.hits, np.zeros(m, np.int64)])
+            f.crossings = np.concatenate([f.crossings, np.zeros(m, np.int64)])
+            f.strategy = np.concatenate(
+                [f.strategy, np.full(m, int(EquilibriumStrategy.reflection), np.int8)]
+            )
+
     # ---- refine, merge what refinement brought together, eigenvalues, classify
     counts = np.array([f.x.shape[0] for f in found])
     net = np.repeat(np.arange(B), counts)
@@ -991,8 +1008,10 @@ def _find_batch(
             est, se = np.nan, np.nan  # a continuum, or nothing to estimate from
         elif f.n_starts > 0:
             est, se = chao1(h, x.shape[0])
-        else:  # no random starts (large N): the homotopy crossings are the samples
+        elif f.n_paths_crossed >= 2:  # no random starts (large N): crossings are the samples
             est, se = chao1(cr, x.shape[0])
+        else:  # one path's crossings are distinct by construction: no repeat to estimate from
+            est, se = np.nan, np.nan
         index_sum = None
         if act.bounds is not None and not np.any(t == EquilibriumType.non_hyperbolic):
             index_sum = int(np.sum((-1) ** nu)) if x.shape[0] else 0
