@@ -1,20 +1,19 @@
 """Benchmark: koopnet's equilibrium search vs a per-start loop of scipy.optimize.root (hybr).
 
 Gaussian logistic networks W_ij ~ N(0, g^2/N) with g = 8 (effective gain g/4 = 2, past the
-transition at 4), theta = -W 1/2 (centered), 256 starts per network. Both methods use the
-same starts (koopnet runs with index_retries=0, so it never adds starts; koopnet's starts are drawn uniformly in the exact search box from stage_rng(seed,
-"equilibria")) and the same deduplication (relative tolerance 1e-6). The baseline is what a
-researcher writes by hand: for each start ``scipy.optimize.root(f, x0, jac=J, method="hybr")``,
-keeping solutions with relative residual <= 1e-8 (``success`` is not required: hybr also ends
-on genuine roots it flags as not converged).
-
-Both koopnet search methods are timed: ``hybrid`` (default; Powell hybrid with Broyden
-updates, vectorised; factored Jacobian model, dense inverses for d < 80 and LAPACK LU
-factors from d = 80) and ``dogleg`` (exact-Jacobian trust-region Newton).
-
-Also reports the achieved GFLOP/s of koopnet's factorisations (LU flops 2/3 d^3 + 2 d^2 per
-factorisation or solve, an inverse counted as 3, over the whole search time) against a plain numpy batched matrix multiply
-(256, N, N) @ (256, N, N) and a batched np.linalg.solve of the same size.
+transition at 4), theta = -W 1/2 (centered), one network per N. The default mode (issue 11)
+measures distinct verified equilibria per CPU-second (time.process_time, BLAS pinned to one
+thread) at N = 50, 100, 200, 500: koopnet at the defaults a user gets (index retries on;
+compiled hybrid kernel from 256 random starts up to N = 300, homotopy paths beyond; reflection
+of the equilibria found, the network being odd-symmetric) and with index_retries = 0, against
+what a researcher writes by hand: for each of koopnet's random starts (uniform in the exact
+search box, from stage_rng(seed, "equilibria"))
+``scipy.optimize.root(f, x0, jac=J, method="hybr")``, keeping solutions with relative residual
+<= 1e-8 (``success`` is not required: hybr also ends on genuine roots it flags as not
+converged), deduplicated with the same relative tolerance 1e-6. At N = 500 the scipy loop gets
+32 starts (its rate per CPU-second is what is compared). "scipy at koopnet's CPU s" is the
+scipy rate times koopnet's time: the count scipy would reach in that time if its rate held
+(it falls as starts land on known equilibria, so this favours scipy).
 
 ``--floor`` measures instead the best speed-up any numpy/scipy implementation of the *same*
 algorithm (as many exact Jacobians and steps per start as MINPACK) could reach: per N, hybr's
@@ -25,13 +24,7 @@ per step: two ``getrs`` calls or two passes of a batched stacked product over th
 The floor counts nothing else (no function evaluations, no W products, no trust-region
 arithmetic), so hybr's time over the floor bounds the speed-up from above.
 
-``--discovery`` (issue 11) measures distinct verified equilibria per CPU-second at N = 50, 100,
-200, 500: koopnet at the defaults a user gets (index retries on; compiled hybrid kernel;
-homotopy paths for N > 300) and with index_retries = 0, against the scipy hybr loop from
-koopnet's random starts, accepted on the residual (<= 1e-8 relative) whether or not hybr sets
-``success``. At N = 500 the scipy loop gets 32 starts (its rate per CPU-second is what is compared).
-
-Run:  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_equilibria.py [--quick | --floor | --discovery]
+Run:  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_equilibria.py [--quick | --floor | --sizes N ...]
 """
 
 from __future__ import annotations
@@ -43,7 +36,6 @@ import numpy as np
 from scipy.optimize import root
 
 from koopnet import Network
-from koopnet import _equilibria_newton as eqn
 from koopnet.equilibria import (
     EquilibriumSettings,
     _dedup,
@@ -51,8 +43,6 @@ from koopnet.equilibria import (
     find_equilibria,
     search_box,
 )
-
-METHODS = ("hybrid", "dogleg")
 
 
 def gaussian_logistic(N: int, seed: int, g: float = 8.0) -> Network:
@@ -97,16 +87,6 @@ def baseline(net: Network, seed: int, n_starts: int) -> tuple[float, np.ndarray]
     else:
         roots = np.zeros((0, N))
     return time.process_time() - t, roots
-
-
-def throughput(N: int, K: int = 256, repeat: int = 3) -> tuple[float, float]:
-    """GFLOP/s of numpy batched matmul and batched solve on (K, N, N)."""
-    rng = np.random.default_rng(0)
-    A = rng.normal(size=(K, N, N)) + N * np.eye(N)
-    b = rng.normal(size=(K, N, 1))
-    tm = min(_timeit(lambda: A @ A) for _ in range(repeat))
-    ts = min(_timeit(lambda: np.linalg.solve(A, b)) for _ in range(repeat))
-    return K * 2 * N**3 / tm / 1e9, K * (2 / 3 * N**3 + 2 * N**2) / ts / 1e9
 
 
 def _timeit(fn) -> float:
@@ -178,7 +158,7 @@ def discovery(sizes=(50, 100, 200, 500), n_starts: int = 256, scipy_starts=None)
     scipy_starts = scipy_starts or {500: 32}
     print(
         "| N | variant | CPU s | distinct | per CPU-s | ratio to scipy | scipy at koopnet's CPU s "
-        "| index sum | missing >= | Chao1 (se) | strategies (random / homotopy) |"
+        "| index sum | missing >= | Chao1 (se) | strategies (random / homotopy / reflection) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     with threadpool_limits(1):
@@ -203,98 +183,25 @@ def discovery(sizes=(50, 100, 200, 500), n_starts: int = 256, scipy_starts=None)
                 at = "" if r is None else f"{rate_b * t:.1f}"
                 extra = "| | | | |"
                 if r is not None:
-                    strat = np.bincount(r.strategy, minlength=4)
+                    strat = np.bincount(r.strategy, minlength=5)
                     extra = (
                         f"| {r.index_sum} | {r.n_missing_min} | {r.n_estimate:.1f} ({r.n_estimate_se:.1f}) "
-                        f"| {strat[1]} / {strat[2]} |"
+                        f"| {strat[1]} / {strat[2]} / {strat[4]} |"
                     )
                 print(f"| {N} | {name} | {t:.2f} | {n} | {rate:.2f} | {ratio} | {at} {extra}", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="N in {20, 50} only, one network each")
+    ap.add_argument("--quick", action="store_true", help="N in {20, 50} only")
     ap.add_argument("--floor", action="store_true", help="speed-up bound of hybr's algorithm in numpy")
     ap.add_argument("--starts", type=int, default=256)
-    ap.add_argument(
-        "--discovery", action="store_true", help="discovery rate at N = 50..500 (the issue-11 table)"
-    )
     ap.add_argument("--sizes", type=int, nargs="*", default=[50, 100, 200, 500])
     args = ap.parse_args()
-    if args.discovery:
-        discovery(tuple(args.sizes), n_starts=args.starts)
-        return
     if args.floor:
         floor(n_starts=args.starts)
         return
-    plan = {20: 3, 50: 3, 100: 2, 200: 1}
-    if args.quick:
-        plan = {20: 1, 50: 1}
-    find_equilibria(gaussian_logistic(8, 0))  # warm-up (imports, caches)
-
-    rows = []
-    for N, n_net in plan.items():
-        acc = {m: dict(t=0.0, found=0, missed=0, conv=0, flops=0.0) for m in METHODS}
-        t_b = 0.0
-        found_b = 0
-        for s in range(n_net):
-            seed = 1000 * N + s
-            net = gaussian_logistic(N, seed)
-            tb, roots_b = baseline(net, seed, args.starts)
-            t_b += tb
-            found_b += roots_b.shape[0]
-            for m in METHODS:
-                st = EquilibriumSettings(n_starts=args.starts, search_method=m, index_retries=0)
-                eqn.SOLVE_STATS.update(solves=0, dim_cubed=0)
-                t = time.perf_counter()
-                r = find_equilibria(net, st, seed=seed)
-                a = acc[m]
-                a["t"] += time.perf_counter() - t
-                a["flops"] += (
-                    2 / 3 * eqn.SOLVE_STATS["dim_cubed"] + 2 * eqn.SOLVE_STATS["solves"] * N**2
-                )
-                a["found"] += r.n_equilibria
-                a["conv"] += r.n_converged
-                if roots_b.shape[0] and r.n_equilibria:
-                    d = np.max(np.abs(roots_b[:, None] - r.x[None]), axis=-1)
-                    a["missed"] += int(np.sum(d.min(axis=1) > 1e-6 * (1 + np.abs(roots_b).max())))
-                else:
-                    a["missed"] += roots_b.shape[0]
-        gf_mm, gf_solve = throughput(N)
-        for m in METHODS:
-            a = acc[m]
-            gf_k = a["flops"] / a["t"] / 1e9
-            rows.append(
-                (
-                    N,
-                    m,
-                    n_net,
-                    a["t"] / n_net,
-                    t_b / n_net,
-                    t_b / a["t"],
-                    a["found"] / n_net,
-                    found_b / n_net,
-                    a["missed"],
-                    a["conv"] / (n_net * args.starts),
-                    gf_k,
-                    gf_solve,
-                    gf_mm,
-                    gf_k / gf_mm,
-                )
-            )
-
-    print(f"starts per network: {args.starts}; times are per network (s)\n")
-    print(
-        "| N | koopnet search_method | networks | koopnet s | scipy hybr s | speed-up | distinct koopnet "
-        "| distinct hybr | hybr roots missed by koopnet | koopnet converged frac | koopnet LU GFLOP/s "
-        "| numpy batched solve GFLOP/s | numpy batched matmul GFLOP/s | LU / matmul |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.1f}x | {r[6]:.1f} | {r[7]:.1f} "
-            f"| {r[8]} | {r[9]:.2f} | {r[10]:.2f} | {r[11]:.2f} | {r[12]:.2f} | {r[13]:.2f} |"
-        )
+    discovery((20, 50) if args.quick else tuple(args.sizes), n_starts=args.starts)
 
 
 if __name__ == "__main__":
