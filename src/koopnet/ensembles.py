@@ -40,6 +40,7 @@ __all__ = [
     "symmetric",
     "hebbian",
     "feedforward",
+    "perturbed_feedforward",
     "orthogonal",
 ]
 
@@ -145,6 +146,22 @@ def feedforward(
     return np.where(mask, w, 0.0)
 
 
+def perturbed_feedforward(
+    n_units: int, rng: np.random.Generator, g: float = 1.0, layers: int = 0, eps: float = 0.1
+) -> np.ndarray:
+    """A :func:`feedforward` W_ff (gain g, ``layers``) plus eps times a random recurrent part R_hat.
+
+    R_hat has Gaussian entries on and above the diagonal (the links that close cycles in the
+    feedforward order) scaled to unit spectral norm, so that W = W_ff + eps R_hat gives back
+    W_ff = tril(W, -1) and eps = ||triu(W)||_2 exactly (the perturbative family of the spectra stage).
+    """
+    if eps < 0:
+        raise ValueError(f"perturbed_feedforward: eps must be >= 0, got {eps}")
+    w_ff = feedforward(n_units, rng, g=g, layers=layers)
+    r = np.triu(rng.standard_normal((n_units, n_units)))
+    return w_ff + eps * r / np.linalg.norm(r, 2)
+
+
 def orthogonal(n_units: int, rng: np.random.Generator, g: float = 1.0) -> np.ndarray:
     """g times a Haar-random orthogonal matrix (all singular values g, eigenvalues on |z| = g)."""
     return g * _haar_columns(n_units, n_units, rng)
@@ -159,7 +176,7 @@ def _haar_columns(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 ENSEMBLES: dict[str, Callable[..., np.ndarray]] = {
     f.__name__: f
-    for f in (gaussian, sparse, dale, lowrank, symmetric, hebbian, feedforward, orthogonal)
+    for f in (gaussian, sparse, dale, lowrank, symmetric, hebbian, feedforward, orthogonal, perturbed_feedforward)
 }
 
 
@@ -276,6 +293,13 @@ PARAMETERS: dict[str, dict[str, Parameter]] = {
         "layers": Parameter("integer", 0, "number of layers (0: every link j -> i with j < i)", minimum=0),
     },
     "orthogonal": {"g": _GAIN},
+    "perturbed_feedforward": {
+        "g": _GAIN,
+        "layers": Parameter("integer", 0, "layers of the feedforward part (0: every link j -> i with j < i; N: a "
+                            "chain)", minimum=0),
+        "eps": Parameter("number", 0.1, "strength of the recurrent part: ||W - W_ff||_2 (unit-norm random "
+                         "links on and above the diagonal)", minimum=0.0),
+    },
     "file": {"path": Parameter("string", None, "weight file (.npy, .npz, .nc), relative to the working directory")},
 }
 

@@ -16,6 +16,7 @@ from ._feedforward import FeedforwardFamily, feedforward_family, feedforward_ord
 from ._gedmd import GedmdResult, gedmd, sample_basin, sample_box, sample_trajectories
 from ._linear import LinearFamily, linear_family
 from ._principal import EigenfunctionStatus, PrincipalEigenfunctions, principal_eigenfunctions
+from ._perturbative import PerturbativeFamily, perturbative_family, section_matched_eigenfunction
 from ._residuals import Residuals, directional_derivative, flow, residuals
 from ._stage import SpectraSettings, TaylorStatus, analytic_family_of, spectra_dataset
 from ._taylor import TaylorGenerator, koopman_lattice, sigma_taylor_coefficients, taylor_generator
@@ -30,6 +31,9 @@ __all__ = [
     "FeedforwardFamily",
     "feedforward_family",
     "feedforward_order",
+    "PerturbativeFamily",
+    "perturbative_family",
+    "section_matched_eigenfunction",
     "AnalyticFamily",
     "analytic_family_of",
     # equilibria-based spectra

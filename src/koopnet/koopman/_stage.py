@@ -31,6 +31,7 @@ from ._feedforward import feedforward_family, feedforward_order
 from ._gedmd import gedmd, sample_basin, sample_box, sample_trajectories
 from ._linear import linear_family
 from ._principal import EigenfunctionStatus, principal_eigenfunctions
+from ._perturbative_stage import perturbative_part
 from ._residuals import residuals
 from ._taylor import _taylor_matrices, koopman_lattice, taylor_principal_residuals
 
@@ -135,6 +136,22 @@ class SpectraSettings:
     eigenfunction_small_divisor : float
         Divisors |k . lambda - lambda_i| <= this * max(1, max |lambda|) (1/time) count as resonant:
         their coefficients are set to 0 and the mode is flagged.
+    perturbative_max_units : int
+        The perturbative family (docs/perturbative.md) runs only when N <= this (0: never).
+    perturbative_max_eps : float
+        ... and when eps = ||triu(W)||_2 <= this (W read as tril(W, -1) + eps R_hat).
+    perturbative_order : int
+        Highest order K (cost per point grows like N^K).
+    perturbative_eigenvalue : float
+        The fixed eigenvalue lambda of the family.
+    perturbative_n_points : int
+        Sample points per network (stage_rng(seed, "perturbative")).
+    perturbative_box_half_width : float
+        h: driven units within h of the feedforward equilibrium, |u| in [h/2, 2h]; section |u| = h.
+    perturbative_eps_min, perturbative_eps_max : float
+        Range of the log eps grid of the breakdown search.
+    perturbative_n_eps : int
+        Points of that grid.
     """
 
     lattice_order: int = 3
@@ -170,6 +187,15 @@ class SpectraSettings:
     eigenfunction_check_radius: float = 0.05
     eigenfunction_check_points: int = 32
     eigenfunction_small_divisor: float = 1e-8
+    perturbative_max_units: int = 0
+    perturbative_max_eps: float = 1.0
+    perturbative_order: int = 2
+    perturbative_eigenvalue: float = -1.0
+    perturbative_n_points: int = 16
+    perturbative_box_half_width: float = 1.0
+    perturbative_eps_min: float = 1e-3
+    perturbative_eps_max: float = 10.0
+    perturbative_n_eps: int = 25
 
     def __post_init__(self) -> None:
         if not self.taylor_check_radius > 0 or self.taylor_check_points < 1:
@@ -182,6 +208,8 @@ class SpectraSettings:
             raise ValueError("gedmd_projection must be 'taylor' or 'galerkin'")
         if self.gedmd_sampling not in ("box", "basin", "trajectories"):
             raise ValueError("gedmd_sampling must be 'box', 'basin' or 'trajectories'")
+        if self.perturbative_order < 1 or not 0 < self.perturbative_eps_min < self.perturbative_eps_max:
+            raise ValueError("perturbative_order must be >= 1 and 0 < perturbative_eps_min < perturbative_eps_max")
         if self.gedmd_trajectory_length < 2:
             raise ValueError("gedmd_trajectory_length must be >= 2 (states per trajectory)")
         if self.eigenfunction_degree not in (1, 2, 3) or self.eigenfunction_modes < 1:
@@ -375,6 +403,7 @@ def spectra_dataset(
 
     gd = _gedmd_part(batch, seeds, s, x_eq_all, stable, principal)
     ef = _eigenfunction_part(batch, seeds, s, x_eq_all, stable)
+    gd.update(perturbative_part(batch, seeds, s))
 
     net = ("network",)
     neq = ("network", "equilibrium")
