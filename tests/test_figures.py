@@ -26,6 +26,7 @@ TINY_PAPER = {
     "linear_network": {"N": 5, "n_grid": 21, "lattice_order": 2},
     "feedforward": {"n_grid": 17},
     "recurrent": {"n_grid": 25, "gedmd_degree": 7, "n_samples": 400, "n_test": 100, "taylor_degree": 3},
+    "perturbative": {"n_grid": 12, "n_eps": 5, "n_sample": 8, "order": 1},
 }
 
 

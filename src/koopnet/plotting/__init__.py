@@ -19,6 +19,7 @@ from ._poster import (
     plot_recurrent,
     recurrent_data,
 )
+from ._perturbative import perturbative_data, plot_perturbative
 from ._style import save_figure
 from ._sweep import (
     QUANTITIES,
@@ -28,6 +29,7 @@ from ._sweep import (
     plot_dimensions,
     plot_equilibria_count,
     plot_koopman_rates,
+    plot_perturbative_breakdown,
     plot_resilience,
     plot_stage_seconds,
     summarise,
@@ -46,6 +48,8 @@ __all__ = [
     "plot_feedforward",
     "recurrent_data",
     "plot_recurrent",
+    "perturbative_data",
+    "plot_perturbative",
     "save_figure",
     "QUANTITIES",
     "SWEEP_FIGURES",
@@ -58,5 +62,6 @@ __all__ = [
     "plot_dimensions",
     "plot_resilience",
     "plot_stage_seconds",
+    "plot_perturbative_breakdown",
     "sweep_figures",
 ]

@@ -23,6 +23,7 @@ from ..ensembles import gaussian
 from ..equilibria import EquilibriumSettings, find_equilibria
 from ..network import Network, NetworkBatch
 from ..simulate import TrajectoryStatus, assign_to_equilibria, integrate
+from ._perturbative import perturbative_data, plot_perturbative
 from ._style import mark_equilibria, new_figure
 
 __all__ = [
@@ -737,6 +738,7 @@ PAPER_FIGURES = {
     "linear_network": (linear_network_data, plot_linear_network),
     "feedforward": (feedforward_data, plot_feedforward),
     "recurrent": (recurrent_data, plot_recurrent),
+    "perturbative": (perturbative_data, plot_perturbative),
 }
 
 

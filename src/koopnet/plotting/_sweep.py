@@ -129,6 +129,9 @@ QUANTITIES: dict[str, Quantity] = {
         "stalled or unassigned)", "fraction",
         lambda ds: ds["fraction_diverged"] + ds["fraction_unsettled"] + ds["fraction_stalled"]
         + ds["fraction_unassigned"]),
+    "perturbative_breakdown_eps": Quantity(
+        ("perturbative_breakdown_eps",), "perturbative breakdown eps (adding an order stops helping)", "1",
+        _plain("perturbative_breakdown_eps")),
 }
 
 #: figure name -> (quantities, preferred x parameters)
@@ -138,6 +141,7 @@ FIGURE_QUANTITIES = {
                     "participation_ratio", "koopman_dimension", "n_slow_modes"), ("rank", "g")),
     "resilience": (("basin_stability", "stability_margin", "tipping_distance", "return_time", "reactivity",
                     "fraction_not_on_attractor"), ("g",)),
+    "perturbative": (("perturbative_breakdown_eps",), ("g", "layers", "eps")),
 }
 
 
@@ -468,6 +472,14 @@ def plot_resilience(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
     return _quantity_panels(ds, names, prefer, "Resilience")
 
 
+def plot_perturbative_breakdown(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
+    """Breakdown eps of the perturbative family vs feedforward gain (series: depth), if it ran anywhere."""
+    if "perturbative_status" not in ds or not np.any(ds["perturbative_status"].values == 0):
+        return None
+    names, prefer = FIGURE_QUANTITIES["perturbative"]
+    return _quantity_panels(ds, names, prefer, "Perturbative family: practical radius of convergence")
+
+
 #: figure name -> function(ds) -> (Figure, data) or None
 #: the stages whose CPU time per network the workflow records (``<stage>_seconds``, in timing.nc)
 TIMED_STAGES = ("equilibria", "spectra", "dimension", "resilience")
@@ -548,6 +560,7 @@ SWEEP_FIGURES: dict[str, Callable[[xr.Dataset], tuple[Figure, xr.Dataset] | None
     "dimensions": plot_dimensions,
     "resilience": plot_resilience,
     "stage_seconds": plot_stage_seconds,
+    "perturbative_breakdown": plot_perturbative_breakdown,
 }
 
 
