@@ -1,7 +1,13 @@
 # Figures: every sweep's figures (from its sweep.nc alone) and the poster's figures (config `paper`).
 # The plotting code is koopnet.plotting; the scripts are thin layers over it.
 
-PAPER_FIGURES = ("cubic_neuron", "linear_network", "feedforward", "recurrent", "perturbative")
+PAPER_FIGURES = (
+    "cubic_neuron",
+    "linear_network",
+    "feedforward",
+    "recurrent",
+    "perturbative",
+)
 PAPER_DIR = "results/paper"
 # every file of the poster figures: PNG, PDF and the plotted data as netCDF
 PAPER_FIGURE_FILES = [
