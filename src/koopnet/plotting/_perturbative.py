@@ -87,7 +87,8 @@ def perturbative_data(W_ff=((0.0, 0.0), (6.0, 0.0)), theta=(-1.0, -3.0), W_rec=(
         coords={"x1": _v(("x1",), x1, "x1", "state"), "x2": _v(("x2",), x2, "x2", "state"),
                 "eps": _v(("eps",), eps, "eps of the maps"), "u": _v(("u",), ul, "u = x1 - theta1", "state"), "eps_sweep": _v(("eps_sweep",), eg, "eps"),
                 "order": _v(("order",), np.arange(order + 1), "order k"),
-                "resummation": ("resummation", ["none", "exponential"])},
+                "resummation": ("resummation", ["none", "exponential"],
+                                {"long_name": "none: the series; exponential: psi_0 exp(sum eps^k S_k)"})},
         attrs={"eigenvalue_real": lam.real, "eigenvalue_imag": lam.imag, "activation": activation,
                "title": "perturbative eigenfunctions of W_ff + eps W_rec"},
     )
