@@ -235,6 +235,11 @@ def _fake_sweep(swept: dict, seeds: int = 3, drop: tuple = ()) -> xr.Dataset:
 
 def test_sweep_figures_on_tiny_data(tmp_path):
     ds = _fake_sweep({"ensemble": ["gaussian", "lowrank"], "N": [2, 3], "g": [0.5, 2.0, 8.0]})
+    # the perturbative figure only where the family ran (status ok somewhere): here after adding it
+    assert set(plotting.sweep_figures(ds)) == set(plotting.SWEEP_FIGURES) - {"perturbative_breakdown"}
+    rate = ds["koopman_slowest_rate"]
+    ds = ds.assign(perturbative_status=xr.zeros_like(rate, dtype=np.int8),
+                   perturbative_breakdown_eps=np.abs(rate) + 0.1)
     figs = plotting.sweep_figures(ds)
     assert set(figs) == set(plotting.SWEEP_FIGURES)
     for name, (fig, data) in figs.items():
