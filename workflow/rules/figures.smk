@@ -70,6 +70,12 @@ rule paper_figures:
             labels={"figure": "4 towards nonlinear recurrence"},
             caption="../report/recurrent.rst",
         ),
+        report(
+            f"{PAPER_DIR}/perturbative.png",
+            category="Poster figures",
+            labels={"figure": "5 perturbative eigenfunctions of W_ff + eps W_rec"},
+            caption="../report/perturbative.rst",
+        ),
         [f for f in PAPER_FIGURE_FILES if not f.endswith(".png")],
     log:
         "logs/paper/figures.log",
