@@ -16,6 +16,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/learning.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/figures.smk"

@@ -42,8 +42,9 @@ def _walk(schema, path="config"):
 def test_every_key_has_description_and_default():
     for path, node in _walk(SCHEMA):
         assert "description" in node, path
-        # required keys have no default: the grid axes, and N (required unless read from a file)
-        required = {f"definitions.sweep.{k}" for k in ("ensemble", "activation", "theta_mode", "N")}
+        # required keys have no default: the grid axes, and N (required unless read from a file);
+        # an absent `training` means no training (a default would train every sweep)
+        required = {f"definitions.sweep.{k}" for k in ("ensemble", "activation", "theta_mode", "N", "training")}
         if path != "config.sweeps" and path not in required:
             assert "default" in node, path
 

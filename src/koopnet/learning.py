@@ -403,7 +403,7 @@ def training_dataset(batch: NetworkBatch, seeds: Sequence[int], settings: Traini
     Returns
     -------
     Dataset with dims (network, step, unit, presynaptic_unit, task_input, task_output):
-    W, theta, B, C, delta_W = W - W(step 0), train_loss, task_performance, train_status,
+    W, theta, B, C (not for fixed_points), delta_W = W - W(step 0), train_loss, task_performance, train_status,
     train_steps_done and the effective ranks of delta_W (``delta_w_*``, as in
     :func:`koopnet.dimension.weight_dimensions`).
     """
@@ -445,5 +445,7 @@ def training_dataset(batch: NetworkBatch, seeds: Sequence[int], settings: Traini
         "delta_w_threshold_rank": v(net_step, dims.threshold_rank.astype(np.int64),
                                     "Gavish-Donoho threshold rank of delta_W"),
     }
+    if data["B"].shape[-1] == 0:  # fixed_points: no inputs, no readout (zero-length dims are not written)
+        del data["B"], data["C"]
     return xr.Dataset(data, coords={"step": ("step", np.asarray(settings.checkpoints, dtype=np.int64))},
                       attrs={"task": settings.task})

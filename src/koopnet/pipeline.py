@@ -22,11 +22,13 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from . import io
+from .network import NetworkBatch
 from .sweep import (
     GRID_KEYS,
     SweepJob,
     SweepPoint,
     batch_from_dataset,
+    training_path,
     build_networks,
     collect,
     networks_dataset,
@@ -34,7 +36,7 @@ from .sweep import (
 )
 
 __all__ = ["STAGES", "SHARED_SECTIONS", "TIMING_SUFFIX", "start_job_log", "stage_seconds",
-           "run_networks", "run_stage", "run_job", "run_collect", "swept_keys", "stage_settings"]
+           "run_networks", "run_training", "run_stage", "run_job", "run_collect", "swept_keys", "stage_settings"]
 
 log = logging.getLogger("koopnet")
 
@@ -104,17 +106,60 @@ def stage_settings(settings_cls: type, section: Mapping[str, Any] | None, where:
 
 
 def run_networks(point: SweepPoint, seed_indices: Sequence[int], config_seed: int, out: str | Path | None,
-                 threads: int = 1, base_dir: str | Path = ".") -> xr.Dataset:
+                 threads: int = 1, base_dir: str | Path = ".", training: str | Path | None = None) -> xr.Dataset:
     """Draw a seed chunk's networks and write their dataset (W, theta, seeds, spectrum of W).
 
-    ``out=None`` returns the dataset without writing it.
+    ``out=None`` returns the dataset without writing it. With ``training`` (the chunk's ``train``
+    output), the networks are the checkpoint ``point.values["step"]`` of the trained networks,
+    and the checkpoint's training variables (train_loss, B, C, delta_W and its ranks, ...) are
+    added to the dataset.
     """
     with threadpool_limits(threads):
         batch, seeds = build_networks(point, seed_indices, config_seed, base_dir)
+        extra = None
+        if training is not None:
+            batch, extra = _checkpoint(batch, seeds, training, point.values["step"])
         ds = networks_dataset(batch, seeds).assign_coords(seed=("network", list(seed_indices)))
+        if extra is not None:
+            ds = ds.merge(extra.assign_coords(seed=("network", list(seed_indices))))
     if out is not None:
         io.write_dataset(ds, out)
     log.info("%s: %d networks (N=%d) -> %s", point.id, len(batch), batch.n_units, out)
+    return ds
+
+
+def _checkpoint(initial: NetworkBatch, seeds: Sequence[int], training: str | Path, step: int):
+    """The networks at training step ``step`` and that checkpoint's training variables."""
+    tr = io.open_dataset(training)
+    if [int(s) for s in tr["network_seed"].values] != list(seeds):
+        raise ValueError(f"{training}: trained networks do not match this chunk's network seeds")
+    at = tr.sel(step=step).drop_vars(["step", "seed"], errors="ignore")
+    batch = NetworkBatch(at["W"].values, at["theta"].values, initial.activation)
+    return batch, at.drop_vars(["W", "theta", "network_seed"])
+
+
+def run_training(point: SweepPoint, seed_indices: Sequence[int], config_seed: int, config: Mapping[str, Any],
+                 out: str | Path, base_dir: str | Path = ".") -> xr.Dataset:
+    """Rule ``train``: draw a seed chunk's initial networks and train them (checkpoints in one file).
+
+    The settings are ``config["sweeps"][point.sweep]["training"]``; the ranks of delta_W use the
+    ``dimension`` section's ``rank_tol`` and ``energy_fraction`` (the same measures as for W).
+    JAX is imported here only.
+    """
+    from .learning import TrainingSettings, training_dataset
+
+    settings = stage_settings(TrainingSettings, config["sweeps"][point.sweep].get("training"),
+                              f"sweeps.{point.sweep}.training")
+    dim = config.get("dimension") or {}
+    with threadpool_limits(1):
+        batch, seeds = build_networks(point, seed_indices, config_seed, base_dir)
+        ds = training_dataset(batch, seeds, settings, rank_tol=dim.get("rank_tol"),
+                              energy_fraction=dim.get("energy_fraction", 0.9))
+    ds = ds.assign(network_seed=("network", np.asarray(seeds, dtype=np.int64)))
+    ds = ds.assign_coords(seed=("network", list(seed_indices)))
+    io.write_dataset(ds, out)
+    log.info("%s: trained %d networks (N=%d, task %s) -> %s", point.id, len(batch), batch.n_units,
+             settings.task, out)
     return ds
 
 
@@ -191,11 +236,14 @@ def run_job(stage: str, job: SweepJob, config: Mapping[str, Any], inputs: Mappin
         Paths to write by name (``networks`` and ``equilibria``, or the stage).
     """
     results: dict[str, dict[str, xr.Dataset]] = {name: {} for name in outputs}
+    inputs = {name: path for name, path in inputs.items() if name != "training"}  # found by training_path
     groups = {name: io.open_groups(path) for name, path in inputs.items()}
     for unit in job.units:
         activation = unit.point.values["activation"]
         if stage == "equilibria":
-            networks = run_networks(unit.point, unit.seeds, config["seed"], None, threads, base_dir)
+            training = training_path(unit) if unit.point.train_id else None
+            networks = run_networks(unit.point, unit.seeds, config["seed"], None, threads, base_dir,
+                                    training=None if training is None else Path(base_dir, training))
             results["networks"][unit.name] = networks
         else:
             networks = groups["networks"][unit.name]
@@ -286,6 +334,8 @@ def run_collect(config: Mapping[str, Any], sweep: str, jobs: Sequence[SweepJob],
             parts.append((unit.point, merged))
     points = [point for point, _ in parts]
     ds = collect(parts, swept_keys(config["sweeps"][sweep], points), provenance_attrs(_sweep_config(config, sweep), sweep))
+    if config["sweeps"][sweep].get("training") is not None:
+        ds["step"].attrs["long_name"] = "training step (optimizer updates) of the checkpoint"
     timing = [name for name in ds.data_vars if str(name).endswith(TIMING_SUFFIX)]
     io.write_dataset(ds.drop_vars(timing), out)
     if timing_out is not None:

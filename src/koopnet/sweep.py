@@ -62,6 +62,8 @@ __all__ = [
     "config_hash",
     "provenance_attrs",
     "source_hash",
+    "training_path",
+    "training_units",
 ]
 
 #: Keys of a sweep that form grid axes (besides ``params`` entries and a file's ``step``).
@@ -82,7 +84,7 @@ class SweepPoint:
         Sweep name.
     values : dict
         Grid values: ensemble, activation, theta_mode, N, ensemble/theta parameters, and ``step``
-        for file ensembles.
+        for file ensembles (checkpoint index) and trained sweeps (training step of the checkpoint).
     id : str
         Path-safe identifier, unique within the sweep.
     """
@@ -90,6 +92,8 @@ class SweepPoint:
     sweep: str
     values: Mapping[str, Any]
     id: str
+    train_id: str | None = None
+    """Trained sweeps: id of the step-0 point whose ``train`` job trains this point's networks."""
 
     @property
     def n_units(self) -> int:
@@ -158,6 +162,7 @@ def expand_sweep(name: str, sweep: Mapping[str, Any], base_dir: str | Path = "."
         raise ConfigError(f"{key}.seeds_per_job: {per_job} exceeds seeds = {seeds}")
 
     is_file = axes["ensemble"] == ["file"]
+    checkpoints = _check_training(key, sweep, is_file)
     for k in params:
         accepted = [e for e in axes["ensemble"] if k in ensemble_parameters(e)]
         accepted += [t for t in axes["theta_mode"] if k in theta_parameters(t)]
@@ -211,12 +216,57 @@ def expand_sweep(name: str, sweep: Mapping[str, Any], base_dir: str | Path = "."
                     points.append(_point(name, {**values, "step": step}))
             else:
                 points.append(_point(name, values))
+        elif checkpoints:
+            for step in checkpoints:
+                points.append(_point(name, {**values, "step": step}))
         else:
             points.append(_point(name, values))
     ids = [p.id for p in points]
     if len(set(ids)) != len(ids):  # sanitised values collided: fall back to indexed ids
         points = [SweepPoint(p.sweep, p.values, f"p{i:05d}_{p.id}") for i, p in enumerate(points)]
+    if checkpoints:  # every checkpoint reads the networks trained in its step-0 point's train job
+        first: dict[str, str] = {}
+        for p in points:  # checkpoints ascend, so step 0 comes first
+            first.setdefault(_canonical({k: v for k, v in p.values.items() if k != "step"}), p.id)
+        points = [SweepPoint(p.sweep, p.values, p.id,
+                             first[_canonical({k: v for k, v in p.values.items() if k != "step"})]) for p in points]
     return points
+
+
+def _check_training(key: str, sweep: Mapping[str, Any], is_file: bool) -> list[int]:
+    """Checkpoint steps of a trained sweep ([] without training), after the checks a schema cannot make."""
+    if sweep.get("training") is None:
+        return []
+    from .tasks import TASKS, task_parameters
+
+    training = dict(sweep["training"] or {})
+    where = f"{key}.training"
+    if is_file:
+        raise ConfigError(f"{where}: the 'file' ensemble holds its own checkpoints; train a random ensemble")
+    task = training.get("task", "flipflop")
+    if task not in TASKS:
+        raise ConfigError(f"{where}.task: unknown task {task!r}; expected one of {sorted(TASKS)}")
+    for k in training.get("task_params") or {}:
+        if k not in task_parameters(task):
+            raise ConfigError(f"{where}.task_params.{k}: not a parameter of task {task!r} "
+                              f"(expected some of {sorted(task_parameters(task))})")
+    steps = training.get("checkpoints", [0, 10, 100, 1000])
+    if not steps or steps[0] != 0 or any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ConfigError(f"{where}.checkpoints: must be strictly increasing and start at 0, got {steps}")
+    lr = training.get("learning_rate", 1e-2)
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ConfigError(f"{where}.learning_rate: must be > 0, got {lr!r}")
+    return [int(s) for s in steps]
+
+
+def training_path(unit: "JobUnit") -> str:
+    """The ``train`` output holding the checkpoints of a trained unit's networks (relative to the workdir)."""
+    return f"results/{unit.point.sweep}/training/{unit.point.train_id}_chunk{unit.chunk}.nc"
+
+
+def training_units(points: Sequence[SweepPoint], chunks: Sequence[range]) -> list["JobUnit"]:
+    """The units (step-0 point x seed chunk) that a trained sweep's ``train`` jobs run, in grid order."""
+    return [JobUnit(p, c, tuple(seeds)) for p in points if p.train_id == p.id for c, seeds in enumerate(chunks)]
 
 
 def _point(sweep: str, values: dict) -> SweepPoint:

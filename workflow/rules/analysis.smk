@@ -8,6 +8,7 @@
 rule equilibria:
     input:
         weight_files,
+        training=training_files,
     output:
         networks=f"{JOB_DIR}/networks.nc",
         equilibria=f"{JOB_DIR}/equilibria.nc",

@@ -16,6 +16,8 @@ from koopnet.sweep import (
     plan_jobs,
     seed_chunks,
     source_hash,
+    training_path,
+    training_units,
 )
 
 
@@ -46,6 +48,7 @@ def _expand_all_sweeps():
         chunks = seed_chunks(sweep.get("seeds", 1), sweep.get("seeds_per_job", 1))
         jobs = plan_jobs(points, chunks, config.get("job_cpu_seconds", 30), config)
         grids[name] = {job.id: job for job in jobs}
+        TRAIN_UNITS[name] = {u.name: u for u in training_units(points, chunks)}
         sizes[name] = ([p.n_units for p in points], max(map(len, chunks)))
     try:  # memory and time of the largest seed chunk, before the DAG is built
         for warning in check_resources(config, sizes):
@@ -55,6 +58,8 @@ def _expand_all_sweeps():
     return grids
 
 
+# trained sweeps: sweep name -> {unit name: JobUnit} of the step-0 points, one `train` job each
+TRAIN_UNITS = {}
 # sweep name -> {job id: SweepJob}: a job is one or more consecutive seed chunks of the grid
 # points (koopnet.sweep.plan_jobs), sized by their estimated CPU time
 GRIDS = _expand_all_sweeps()
@@ -70,6 +75,7 @@ LOG_DIR = "logs/{sweep}/jobs/{job}"
 wildcard_constraints:
     sweep=r"[A-Za-z0-9_-]+",
     job=r"[^/]+",
+    unit=r"[^/]+",
 
 
 def sweep_job(wildcards):
@@ -80,6 +86,16 @@ def weight_files(wildcards):
     """The user weight files a job reads (file ensemble), so that editing one reruns the job."""
     values = [unit.point.values for unit in sweep_job(wildcards).units]
     return sorted({v["path"] for v in values if v["ensemble"] == "file"})
+
+
+def training_files(wildcards):
+    """The `train` outputs a job's trained units read (koopnet.sweep.training_path)."""
+    units = sweep_job(wildcards).units
+    return sorted({training_path(u) for u in units if u.point.train_id})
+
+
+def train_unit(wildcards):
+    return TRAIN_UNITS[wildcards.sweep][wildcards.unit]
 
 
 def sweep_jobs(sweep):
