@@ -55,6 +55,23 @@ def test_comparison_tasks_targets():
         assert task_performance(name, -batch.target, batch) == 0.0
 
 
+def test_context_streams_integrate_to_coherence_times_duration():
+    """The integral of stream i over the stimulus is c_i duration + noise of variance noise_std^2 duration."""
+    dt, duration, sd, n = 0.1, 4.0, 0.8, 4000
+    c = make_batch("context_integration", np.random.default_rng(6), n, dt, duration=duration, noise_std=sd,
+                   coherences=(0.3,))
+    T = int(round(duration / dt))
+    integral = c.u[:, :T, :2].sum(axis=1) * dt
+    ctx = np.argmax(c.u[:, 0, 2:], axis=1)
+    cued = integral[np.arange(n), ctx]
+    coh = 0.3 * np.where(c.target[:, -1, 0] > 0, 1.0, -1.0)
+    resid = cued - coh * duration
+    se_mean, var = sd * np.sqrt(duration / n), sd**2 * duration
+    assert abs(resid.mean()) < 4 * se_mean
+    # variance of the sample variance of a Gaussian: 2 var^2 / (n - 1)
+    assert abs(resid.var(ddof=1) - var) < 4 * np.sqrt(2 / (n - 1)) * var
+
+
 def test_tasks_are_seeded():
     for name in TASKS:
         a = make_batch(name, np.random.default_rng(5), 4, 0.2)
@@ -192,3 +209,20 @@ def test_library_imports_without_jax():
         "assert not any(m.split('.')[0] in ('jax', 'optax') for m in sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_delta_w_rank_bounded_by_patterns_under_gradient_descent():
+    """fixed_points without the stability term (weight 0) and with theta frozen: every gradient of
+    mean_p |f(xi_p)|^2 wrt W is F sigma(Xi)^T, so plain gradient descent keeps delta_W = A sigma(Xi)^T
+    and rank(delta_W) <= P exactly (the Schuessler et al. 2020 mechanism: the update lives in the span
+    of the task's few directions). Adam's elementwise scaling does not preserve that span."""
+    N, P = 12, 2
+    W0 = gaussian(N, np.random.default_rng(7), g=1.5)
+    settings = learning.TrainingSettings(
+        task="fixed_points", task_params={"patterns": P, "amplitude": 1.0, "stability_weight": 0.0},
+        checkpoints=(0, 50), learning_rate=0.05, optimizer="sgd", train_theta=False)
+    run = learning.train_network(W0, np.zeros(N), "tanh", settings, seed=2)
+    s = np.linalg.svd(run.W[-1] - run.W[0], compute_uv=False)
+    assert s[0] > 0  # it learned something
+    # 50 updates each round W by <= eps max|W| per entry: ||rounding||_2 <= 50 N eps max|W|
+    assert np.all(s[P:] <= 50 * N * np.finfo(float).eps * np.abs(run.W).max())

@@ -112,3 +112,17 @@ def test_trained_sweep_same_numbers_whatever_cores_and_seeds_per_job(tmp_path, t
     # the configs differ in seeds_per_job only (so does the config attribute): data identical
     xr.testing.assert_identical(io.open_dataset(tmp_path / TARGET).drop_attrs(),
                                 io.open_dataset(trained / TARGET).drop_attrs())
+
+
+@pytest.mark.slow
+def test_learning_figures(trained):
+    from koopnet.plotting import SWEEP_FIGURES, flipflop_memories_data
+
+    ds = io.open_dataset(trained / TARGET)
+    fig, data = SWEEP_FIGURES["learning"](ds)
+    assert list(data["train_loss_mean"].dims) == ["step"] and "delta_w_erank_mean" in data
+    mem = flipflop_memories_data(ds)
+    assert mem.sizes["bit"] == 1 and mem.sizes["pc"] == 2
+    stable = np.isin(mem["eq_type"].values, [0, 1])
+    assert np.all(stable[mem["memory"].values == 1]) and mem["memory"].sum() <= 2
+    assert flipflop_memories_data(ds.drop_attrs()) is None  # not a trained sweep

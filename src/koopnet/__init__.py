@@ -13,6 +13,8 @@ Modules, by concern:
 - :mod:`koopnet.dimension`: effective dimensionality of W and of the dynamics.
 - :mod:`koopnet.resilience`: margins, basin stability, tipping, robustness.
 - :mod:`koopnet.sweep`, :mod:`koopnet.pipeline`, :mod:`koopnet.io`: sweeps, stages, files.
+- :mod:`koopnet.tasks`, :mod:`koopnet.learning`: tasks and training by BPTT (the only module
+  that imports JAX, on first use).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ _LAZY = {
     "write_dataset": "io",
 }
 _SUBMODULES = {"dimension", "ensembles", "equilibria", "io", "koopman", "pipeline", "plotting",
-               "resilience", "simulate", "sweep"}
+               "resilience", "simulate", "sweep", "tasks", "learning"}
 
 
 def __getattr__(name: str):
@@ -139,4 +141,6 @@ __all__ = [
     "resilience",
     "simulate",
     "sweep",
+    "tasks",
+    # not "learning": `from koopnet import *` must not import JAX
 ]

@@ -13,7 +13,8 @@ z is read after each step. Euler has exactly the equilibria of the flow (x + dt 
 f(x) = 0), so the memories a trained network holds are equilibria the ``equilibria`` stage
 finds in the continuous-time autonomous network (u = 0).
 
-Training: Adam with gradient clipping by global norm (optax), full BPTT through the Euler
+Training: Adam (or plain gradient descent, ``optimizer: sgd``) with gradient clipping by global
+norm (optax), full BPTT through the Euler
 scan, jit-compiled, float64. Every random draw (initial B and C, every training batch, the
 evaluation batch) comes from numpy generators keyed by the network seed
 (``stage_rng(seed, "training")``, ``stage_rng(seed, "training_eval")``), and XLA runs on one
@@ -90,7 +91,9 @@ class TrainingSettings:
     checkpoints: Sequence[int] = (0, 10, 100, 1000)
     """Training steps (optimizer updates) saved as checkpoints; strictly increasing, starting at 0."""
     learning_rate: float = 1e-2
-    """Adam learning rate."""
+    """Learning rate of the optimizer."""
+    optimizer: str = "adam"
+    """``adam`` (optax.adam) or ``sgd`` (plain gradient descent, optax.sgd: its updates stay in the span of the gradients, which is what the low-rank theory of delta_W assumes)."""
     max_grad_norm: float = 1.0
     """Gradients are clipped to this global norm before the Adam update."""
     batch_size: int = 32
@@ -124,6 +127,8 @@ class TrainingSettings:
             raise ValueError(f"training.checkpoints: must be strictly increasing and start at 0, got {steps}")
         if not self.learning_rate > 0:
             raise ValueError(f"training.learning_rate: must be > 0, got {self.learning_rate}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"training.optimizer: expected 'adam' or 'sgd', got {self.optimizer!r}")
         if not self.dt > 0:
             raise ValueError(f"training.dt: must be > 0, got {self.dt}")
 
@@ -280,10 +285,12 @@ class _Optimizer:
 
     learning_rate: float
     max_grad_norm: float
+    name: str = "adam"
 
     @property
     def tx(self):
-        return optax.chain(optax.clip_by_global_norm(self.max_grad_norm), optax.adam(self.learning_rate))
+        step = optax.adam(self.learning_rate) if self.name == "adam" else optax.sgd(self.learning_rate)
+        return optax.chain(optax.clip_by_global_norm(self.max_grad_norm), step)
 
     def init(self, params):
         return self.tx.init(params)
@@ -329,7 +336,7 @@ def train_network(W0: np.ndarray, theta0: np.ndarray, activation: str, settings:
                                      ("theta", settings.train_theta)) if on and not (is_fp and n in ("B", "C"))]
     trainable = {n: params[n] for n in names}
     frozen = {n: v for n, v in params.items() if n not in names}
-    optimizer = _Optimizer(float(settings.learning_rate), float(settings.max_grad_norm))
+    optimizer = _Optimizer(float(settings.learning_rate), float(settings.max_grad_norm), settings.optimizer)
     opt_state = optimizer.init(trainable)
     fp_kw = dict(weight=float(tparams["stability_weight"]), margin=float(tparams["stability_margin"])) if is_fp else {}
 

@@ -20,6 +20,7 @@ from ._poster import (
     recurrent_data,
 )
 from ._perturbative import perturbative_data, plot_perturbative
+from ._learning import flipflop_memories_data, plot_flipflop_memories
 from ._style import save_figure
 from ._sweep import (
     QUANTITIES,
@@ -30,6 +31,7 @@ from ._sweep import (
     plot_equilibria_count,
     plot_koopman_rates,
     plot_perturbative_breakdown,
+    plot_learning,
     plot_resilience,
     plot_stage_seconds,
     summarise,
@@ -63,5 +65,8 @@ __all__ = [
     "plot_resilience",
     "plot_stage_seconds",
     "plot_perturbative_breakdown",
+    "plot_learning",
+    "flipflop_memories_data",
+    "plot_flipflop_memories",
     "sweep_figures",
 ]

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocator, ScalarFormatter
 
+from ._learning import plot_flipflop_memories
 from ._style import STABLE_CODES, new_figure
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "plot_dimensions",
     "plot_resilience",
     "plot_stage_seconds",
+    "plot_learning",
     "sweep_figures",
 ]
 
@@ -132,6 +134,14 @@ QUANTITIES: dict[str, Quantity] = {
     "perturbative_breakdown_eps": Quantity(
         ("perturbative_breakdown_eps",), "perturbative breakdown eps (adding an order stops helping)", "1",
         _plain("perturbative_breakdown_eps")),
+    # trained sweeps (koopnet.learning)
+    "train_loss": Quantity(("train_loss",), "task loss on the evaluation batch", "1", _plain("train_loss")),
+    "task_performance": Quantity(("task_performance",), "task performance on the evaluation batch", "fraction",
+                                 _plain("task_performance")),
+    "delta_w_erank": Quantity(("delta_w_erank",), "effective rank of delta_W = W - W(step 0)", "count",
+                              _plain("delta_w_erank")),
+    "delta_w_energy_rank": Quantity(("delta_w_energy_rank",), "energy rank of delta_W", "count",
+                                    _plain("delta_w_energy_rank", True)),
 }
 
 #: figure name -> (quantities, preferred x parameters)
@@ -142,6 +152,8 @@ FIGURE_QUANTITIES = {
     "resilience": (("basin_stability", "stability_margin", "tipping_distance", "return_time", "reactivity",
                     "fraction_not_on_attractor"), ("g",)),
     "perturbative": (("perturbative_breakdown_eps",), ("g", "layers", "eps")),
+    "learning": (("train_loss", "task_performance", "n_stable", "koopman_slowest_rate", "koopman_spectral_gap",
+                  "delta_w_erank", "delta_w_energy_rank", "basin_stability", "erank"), ("step",)),
 }
 
 
@@ -478,6 +490,27 @@ def plot_perturbative_breakdown(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | N
         return None
     names, prefer = FIGURE_QUANTITIES["perturbative"]
     return _quantity_panels(ds, names, prefer, "Perturbative family: practical radius of convergence")
+def plot_learning(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
+    """Loss, performance, stable equilibria, Koopman rates, rank of delta_W and basin stability vs
+    training step, one line per swept value (trained sweeps only; None otherwise)."""
+    if "train_loss" not in ds or "step" not in swept_dims(ds):
+        return None
+    names, prefer = FIGURE_QUANTITIES["learning"]
+    res = _quantity_panels(ds, names, prefer, "Learning")
+    if res is None:
+        return None
+    fig, data = res
+    steps = np.asarray(ds["step"].values, float)
+    positive = steps[steps > 0]
+    if positive.size >= 2 and positive.max() / positive.min() >= 8:  # log-spaced checkpoints, step 0 included
+        for ax in fig.axes:
+            if ax.get_visible() and ax.get_xlabel():
+                ax.set_xscale("symlog", linthresh=positive.min())
+                ax.set_xticks(steps, [f"{v:g}" for v in steps])
+    for ax in fig.axes:  # the loss spans decades
+        if ax.get_visible() and ax.get_title().startswith("task loss"):
+            ax.set_yscale("log")
+    return fig, data
 
 
 #: figure name -> function(ds) -> (Figure, data) or None
@@ -561,6 +594,8 @@ SWEEP_FIGURES: dict[str, Callable[[xr.Dataset], tuple[Figure, xr.Dataset] | None
     "resilience": plot_resilience,
     "stage_seconds": plot_stage_seconds,
     "perturbative_breakdown": plot_perturbative_breakdown,
+    "learning": plot_learning,
+    "flipflop_memories": plot_flipflop_memories,
 }
 
 
