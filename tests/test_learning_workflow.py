@@ -116,10 +116,10 @@ def test_trained_sweep_same_numbers_whatever_cores_and_seeds_per_job(tmp_path, t
 
 @pytest.mark.slow
 def test_learning_figures(trained):
-    from koopnet.plotting import SWEEP_FIGURES, flipflop_memories_data
+    from koopnet.plotting import LEARNING_FIGURES, flipflop_memories_data
 
     ds = io.open_dataset(trained / TARGET)
-    fig, data = SWEEP_FIGURES["learning"](ds)
+    fig, data = LEARNING_FIGURES["learning"](ds)
     assert list(data["train_loss_mean"].dims) == ["step"] and "delta_w_erank_mean" in data
     mem = flipflop_memories_data(ds)
     assert mem.sizes["bit"] == 1 and mem.sizes["pc"] == 2

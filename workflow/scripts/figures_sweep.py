@@ -3,13 +3,13 @@ from pathlib import Path
 
 from koopnet import io
 from koopnet.pipeline import start_job_log
-from koopnet.plotting import SWEEP_FIGURES, save_figure
+from koopnet.plotting import LEARNING_FIGURES, SWEEP_FIGURES, save_figure
 
 log = start_job_log(snakemake.log[0])  # a failure leaves its traceback in the log
 ds = io.open_dataset(snakemake.input[0])
 out = Path(snakemake.output[0])
 out.mkdir(parents=True, exist_ok=True)
-for name, make in SWEEP_FIGURES.items():
+for name, make in {**SWEEP_FIGURES, **LEARNING_FIGURES}.items():
     res = make(ds)
     if res is None:
         log.info("%s: skipped (its x parameter is not swept or its variables are missing)", name)

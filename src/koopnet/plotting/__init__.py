@@ -23,6 +23,7 @@ from ._perturbative import perturbative_data, plot_perturbative
 from ._learning import flipflop_memories_data, plot_flipflop_memories
 from ._style import save_figure
 from ._sweep import (
+    LEARNING_FIGURES,
     QUANTITIES,
     SWEEP_FIGURES,
     choose_x,
@@ -55,6 +56,7 @@ __all__ = [
     "save_figure",
     "QUANTITIES",
     "SWEEP_FIGURES",
+    "LEARNING_FIGURES",
     "swept_dims",
     "choose_x",
     "network_quantity",

@@ -27,6 +27,7 @@ from ._style import STABLE_CODES, new_figure
 __all__ = [
     "QUANTITIES",
     "SWEEP_FIGURES",
+    "LEARNING_FIGURES",
     "swept_dims",
     "choose_x",
     "network_quantity",
@@ -594,15 +595,19 @@ SWEEP_FIGURES: dict[str, Callable[[xr.Dataset], tuple[Figure, xr.Dataset] | None
     "resilience": plot_resilience,
     "stage_seconds": plot_stage_seconds,
     "perturbative_breakdown": plot_perturbative_breakdown,
+}
+
+#: figures of trained sweeps only (``training`` section): name -> function(ds) -> (Figure, data) or None
+LEARNING_FIGURES: dict[str, Callable[[xr.Dataset], tuple[Figure, xr.Dataset] | None]] = {
     "learning": plot_learning,
     "flipflop_memories": plot_flipflop_memories,
 }
 
 
 def sweep_figures(ds: xr.Dataset) -> dict[str, tuple[Figure, xr.Dataset]]:
-    """Every applicable sweep figure: name -> (Figure, data); skipped figures are absent."""
+    """Every applicable sweep figure (and learning figure): name -> (Figure, data); skipped figures are absent."""
     out = {}
-    for name, fn in SWEEP_FIGURES.items():
+    for name, fn in {**SWEEP_FIGURES, **LEARNING_FIGURES}.items():
         res = fn(ds)
         if res is not None:
             out[name] = res
