@@ -90,6 +90,13 @@ def test_complex_pairs_share_coefficients():
         pts = x + 0.1 * _directions(6)
         np.testing.assert_allclose(pe.generator_residual(pts)[:, q], direct.generator_residual(pts)[:, 0],
                                    rtol=1e-10, atol=0)
+    # the stage's shortcut: partners' cubic coefficients skipped, residuals and flags unchanged
+    lean = principal_eigenfunctions(net, x, 6, 3, conjugate_cubic=False)
+    skipped = lean.partner >= 0
+    assert np.all(np.isnan(lean.cubic[skipped])) and np.all(np.isfinite(lean.cubic[~skipped]))
+    np.testing.assert_array_equal(lean.smallest_divisor, pe.smallest_divisor)
+    u = _directions(6)
+    np.testing.assert_array_equal(lean.residual_order(u, 0.1), pe.residual_order(u, 0.1))
 
 
 def test_single_cubic_neuron_matches_exact_eigenfunction():

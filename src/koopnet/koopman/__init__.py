@@ -18,7 +18,7 @@ from ._linear import LinearFamily, linear_family
 from ._principal import EigenfunctionStatus, PrincipalEigenfunctions, principal_eigenfunctions
 from ._perturbative import PerturbativeFamily, perturbative_family, section_matched_eigenfunction
 from ._residuals import Residuals, directional_derivative, flow, residuals
-from ._stage import SpectraSettings, TaylorStatus, analytic_family_of, spectra_dataset
+from ._stage import SpectraSettings, analytic_family_of, spectra_dataset
 from ._taylor import TaylorGenerator, koopman_lattice, sigma_taylor_coefficients, taylor_generator
 from ._zeros import EigenfunctionFeatures, equilibria_from_eigenfunction
 
@@ -67,5 +67,4 @@ __all__ = [
     "spectra_dataset",
     "KoopmanStatus",
     "GedmdStatus",
-    "TaylorStatus",
 ]

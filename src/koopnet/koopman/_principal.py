@@ -334,6 +334,7 @@ def principal_eigenfunctions(
     modes: int | np.ndarray = 3,
     degree: int = 3,
     small_divisor: float = 1e-8,
+    conjugate_cubic: bool = True,
 ) -> PrincipalEigenfunctions:
     """Principal Koopman eigenfunctions psi_i = y_i + O(|y|^2) at a hyperbolic equilibrium, to degree D.
 
@@ -354,6 +355,10 @@ def principal_eigenfunctions(
         count as resonant: their coefficients are set to 0 and the mode is flagged
         ``resonant`` (no inf). For a stable x* the bound |k . lambda - lambda_i| >= |k| r_1 - r_i
         (r = -Re lambda) keeps the slowest modes far from resonance whenever r_i < |k| r_1.
+    conjugate_cubic : bool
+        False: the degree-3 coefficients of a mode whose complex conjugate is expanded too
+        (``partner`` >= 0) are not computed (NaN); evaluation and residuals, which use
+        psi_q = conj(psi_q') on real states, are unaffected. Saves one O(N^4 / 2) product per pair.
 
     Returns
     -------
@@ -415,6 +420,10 @@ def principal_eigenfunctions(
         div3 = np.add.outer(lam, lam[k] + lam[mm])
         d = np.empty_like(div3)  # reused across modes (fresh N^3/2 buffers cost page faults)
         for q in range(m):
+            if partner[q] >= 0 and not conjugate_cubic:
+                cubic[q] = np.nan
+                smallest[q], status[q] = smallest[partner[q]], status[partner[q]]  # conjugate divisors
+                continue
             # conjugate partners are recomputed: one product costs less than permuting N^3/2 entries
             D = -2.0 * quad[q] @ K - V.T * (uW[q] * a[:, 3])[None, :]
             np.matmul(D, KR, out=cubic[q])

@@ -1,15 +1,14 @@
 """The ``spectra`` stage: Koopman spectra of every network from its equilibria.
 
 Per network: which exact family applies (and its check against the numerical spectra), the
-principal eigenvalues and lattice at every hyperbolic equilibrium, the Taylor-generator check of the
-lattice, the slowest decay rate and spectral gap over attractors, and (small N) generator EDMD around
+principal eigenvalues and lattice at every hyperbolic equilibrium, principal eigenfunctions of the
+slowest modes to degree 2-3 at every stable equilibrium with their residual order, the slowest decay rate and spectral gap over attractors, and (small N) generator EDMD around
 the first attractor with held-out residuals and spurious flags.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Sequence
 
 import numpy as np
@@ -33,19 +32,12 @@ from ._linear import linear_family
 from ._principal import EigenfunctionStatus, principal_eigenfunctions
 from ._perturbative_stage import perturbative_part
 from ._residuals import residuals
-from ._taylor import _taylor_matrices, koopman_lattice, taylor_principal_residuals
+from ._taylor import koopman_lattice
 
-__all__ = ["SpectraSettings", "TaylorStatus", "spectra_dataset", "analytic_family_of"]
+__all__ = ["SpectraSettings", "spectra_dataset", "analytic_family_of"]
 
 _HYPERBOLIC = tuple(int(t) for t in EquilibriumType if t != EquilibriumType.non_hyperbolic)
 _STABLE = tuple(int(t) for t in STABLE_TYPES)
-
-
-class TaylorStatus(IntEnum):
-    """Whether the Taylor-generator check ran for a network."""
-
-    ok = 0
-    skipped_too_many_units = 1
 
 
 @dataclass(frozen=True)
@@ -58,15 +50,6 @@ class SpectraSettings:
         Maximal |k| of the lattice values sum_i k_i lambda_i at each equilibrium (>= 1).
     lattice_max_modes : int
         Length of the ``lattice_mode`` dimension: the slowest lattice values kept per equilibrium.
-    taylor_degree : int
-        Degree D of the Taylor (Carleman) generator whose eigenvalues are checked against the lattice.
-    taylor_max_units : int
-        The Taylor generator (C(N + D, D) monomials) is built only when N <= this.
-    taylor_check_radius : float
-        Radius of the sphere around each hyperbolic equilibrium on which the principal Taylor
-        eigenfunctions' generator residual is measured, and half of it for its order (state units).
-    taylor_check_points : int
-        Random directions on that sphere (drawn with stage_rng(seed, "taylor_check")).
     analytic_max_units : int
         Exact-family eigenfunctions are checked by their residuals only when N <= this.
     analytic_n_points : int
@@ -118,6 +101,9 @@ class SpectraSettings:
     eigenfunction_modes : int
         Length of the ``eigenfunction_mode`` dimension: principal eigenfunctions of the slowest this
         many modes are expanded at every stable equilibrium (:func:`principal_eigenfunctions`).
+    eigenfunction_equilibria : str
+        ``stable`` (default) or ``hyperbolic`` (saddles and repellers too: their principal
+        eigenfunctions are local, and resonances possible there are flagged).
     eigenfunction_degree : int
         Their Taylor degree D (1, 2 or 3) when N <= eigenfunction_cubic_max_units.
     eigenfunction_cubic_max_units : int
@@ -156,10 +142,6 @@ class SpectraSettings:
 
     lattice_order: int = 3
     lattice_max_modes: int = 32
-    taylor_degree: int = 3
-    taylor_max_units: int = 6
-    taylor_check_radius: float = 0.05
-    taylor_check_points: int = 32
     analytic_max_units: int = 8
     analytic_n_points: int = 16
     analytic_box_half_width: float = 1.0
@@ -181,6 +163,7 @@ class SpectraSettings:
     gedmd_spurious_threshold: float = 1e-2
     gedmd_n_modes: int = 32
     eigenfunction_modes: int = 3
+    eigenfunction_equilibria: str = "stable"
     eigenfunction_degree: int = 3
     eigenfunction_cubic_max_units: int = 200
     eigenfunction_max_units: int = 1000
@@ -198,10 +181,8 @@ class SpectraSettings:
     perturbative_n_eps: int = 25
 
     def __post_init__(self) -> None:
-        if not self.taylor_check_radius > 0 or self.taylor_check_points < 1:
-            raise ValueError("taylor_check_radius must be > 0 and taylor_check_points >= 1")
-        if self.lattice_order < 1 or self.taylor_degree < 1 or self.gedmd_degree < 1:
-            raise ValueError("lattice_order, taylor_degree and gedmd_degree must be >= 1")
+        if self.lattice_order < 1 or self.gedmd_degree < 1:
+            raise ValueError("lattice_order and gedmd_degree must be >= 1")
         if self.gedmd_dictionary not in ("monomial", "rbf"):
             raise ValueError("gedmd_dictionary must be 'monomial' or 'rbf'")
         if self.gedmd_projection not in ("taylor", "galerkin"):
@@ -212,6 +193,8 @@ class SpectraSettings:
             raise ValueError("perturbative_order must be >= 1 and 0 < perturbative_eps_min < perturbative_eps_max")
         if self.gedmd_trajectory_length < 2:
             raise ValueError("gedmd_trajectory_length must be >= 2 (states per trajectory)")
+        if self.eigenfunction_equilibria not in ("stable", "hyperbolic"):
+            raise ValueError("eigenfunction_equilibria must be 'stable' or 'hyperbolic'")
         if self.eigenfunction_degree not in (1, 2, 3) or self.eigenfunction_modes < 1:
             raise ValueError("eigenfunction_degree must be 1, 2 or 3 and eigenfunction_modes >= 1")
         if not self.eigenfunction_check_radius > 0 or self.eigenfunction_check_points < 1:
@@ -355,30 +338,6 @@ def spectra_dataset(
         lattice[b, e, : vals.size] = vals
         lattice_deg[b, e, : deg.size] = deg
 
-    # Taylor generator check, batched over all hyperbolic (network, equilibrium) pairs
-    taylor_err = np.full((B, E), np.nan)
-    taylor_res = np.full((B, E), np.nan)
-    taylor_order = np.full((B, E), np.nan)
-    taylor_status = np.full(B, int(TaylorStatus.ok), np.int8)
-    if N <= s.taylor_max_units:
-        bb, ee = np.nonzero(hyper)
-        if bb.size:
-            mats = _taylor_matrices(batch.W[bb], batch.theta[bb], batch.activation, x_eq_all[bb, ee], s.taylor_degree,
-                                    vectors=True)
-            ev, alpha = mats[0], mats[1]
-            for p in range(bb.size):
-                full = alpha @ principal[bb[p], ee[p]]
-                taylor_err[bb[p], ee[p]] = np.max(match_eigenvalues(full, ev[p])[0])
-            # the generator against f itself: principal Taylor eigenfunctions on small spheres
-            u = np.stack([stage_rng(int(seeds[b]), "taylor_check").standard_normal((E, s.taylor_check_points, N))
-                          for b in range(B)])[bb, ee]
-            u /= np.linalg.norm(u, axis=-1, keepdims=True)
-            taylor_res[bb, ee], taylor_order[bb, ee] = taylor_principal_residuals(
-                batch.W[bb], batch.theta[bb], batch.activation, x_eq_all[bb, ee], principal[bb, ee],
-                s.taylor_degree, u, s.taylor_check_radius, matrices=mats)
-    else:
-        taylor_status[:] = int(TaylorStatus.skipped_too_many_units)
-
     # slowest rate and spectral gap over attractors
     slowest = np.full(B, np.nan)
     gap = np.full(B, np.nan)
@@ -402,7 +361,7 @@ def spectra_dataset(
         kstatus[b] = int(KoopmanStatus.ok)
 
     gd = _gedmd_part(batch, seeds, s, x_eq_all, stable, principal)
-    ef = _eigenfunction_part(batch, seeds, s, x_eq_all, stable)
+    ef = _eigenfunction_part(batch, seeds, s, x_eq_all, hyper if s.eigenfunction_equilibria == "hyperbolic" else stable)
     gd.update(perturbative_part(batch, seeds, s))
 
     net = ("network",)
@@ -435,28 +394,6 @@ def spectra_dataset(
             "1/time", lattice_order=int(s.lattice_order),
         ),
         "lattice_degree": v(("network", "equilibrium", "lattice_mode"), lattice_deg, "|k| of each lattice value (-1 padding)"),
-        "taylor_lattice_error": v(
-            neq, taylor_err,
-            "max distance between Taylor-generator eigenvalues and the lattice {k.lambda : |k| <= taylor_degree}",
-            "1/time", taylor_degree=int(s.taylor_degree),
-            comment="the generator on monomials is block-triangular by degree, so this checks the assembly and "
-                    "eigensolver of the Taylor generator at this equilibrium (round-off level when sound), not the "
-                    "higher Taylor coefficients of sigma, which only move its eigenvectors: those are checked "
-                    "against f by taylor_principal_residual and taylor_residual_order",
-        ),
-        "taylor_principal_residual": v(
-            neq, taylor_res,
-            "largest relative generator residual rms(grad psi . f - lambda psi) / rms(psi) of the principal Taylor "
-            "eigenfunctions on a sphere of radius taylor_check_radius around the equilibrium",
-            "1/time", taylor_degree=int(s.taylor_degree), taylor_check_radius=float(s.taylor_check_radius),
-        ),
-        "taylor_residual_order": v(
-            neq, taylor_order,
-            "log2 of that residual at radius r over radius r/2: about taylor_degree when the Taylor generator is "
-            "right (NaN when the residual is at round-off, e.g. linear activation)",
-            taylor_degree=int(s.taylor_degree),
-        ),
-        "taylor_status": xr.Variable(net, taylor_status, flag_attrs(TaylorStatus, "Taylor generator check status")),
         "koopman_slowest_rate": v(
             net, slowest, "slowest Koopman decay rate over attractors", "1/time",
             definition="min over stable equilibria e of r1(e) = -max_i Re lambda_i(e), lambda_i(e) the principal "
@@ -477,7 +414,7 @@ def spectra_dataset(
 
 
 def _eigenfunction_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all, stable) -> dict:
-    """Principal eigenfunctions of the slowest modes at every stable equilibrium, checked against f."""
+    """Principal eigenfunctions of the slowest modes at the equilibria in ``stable`` (B, E), checked against f."""
     B, N = len(batch), batch.n_units
     E = x_eq_all.shape[1]
     M = int(s.eigenfunction_modes)
@@ -503,7 +440,8 @@ def _eigenfunction_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all
         net = batch[b]
         for e in idx:
             with np.errstate(all="ignore"):
-                pe = principal_eigenfunctions(net, x_eq_all[b, e], m, degree, s.eigenfunction_small_divisor)
+                pe = principal_eigenfunctions(net, x_eq_all[b, e], m, degree, s.eigenfunction_small_divisor,
+                                              conjugate_cubic=False)
                 res[b, e, :m], order[b, e, :m] = pe.residual_order(u[e], s.eigenfunction_check_radius * np.sqrt(N))
             status[b, e, :m] = pe.status
             divisor[b, e, :m] = pe.smallest_divisor
@@ -514,7 +452,7 @@ def _eigenfunction_part(batch: NetworkBatch, seeds, s: SpectraSettings, x_eq_all
     def v(data, long_name, units="1", **attrs):
         return xr.Variable(efm, data, {"long_name": long_name, "units": units, **attrs})
 
-    note = ("NaN (status -1) at padding, at equilibria that are not stable, and for modes beyond N; "
+    note = ("NaN (status -1) at padding, at equilibria that are not stable (eigenfunction_equilibria), and for modes beyond N; "
             "eigenfunction_mode q is mode q of principal_eigenvalues (slowest first)")
     return {
         "eigenfunction_degree": xr.Variable(("network",), np.full(B, -1 if skip else degree, np.int8), {
