@@ -15,7 +15,7 @@ CPU seconds (time.process_time) with BLAS pinned to one thread. The machine is s
 several jobs): CPU times are less noisy than wall times but still move by ~20 %.
 
 Run:  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_eigenfunctions.py
-      [--n 200 1000] [--g 2 8] [--seeds 1] [--ensemble gaussian] [--taylor-n 4 6 8 10]
+      [--n 200 1000] [--g 2 8] [--seeds 1] [--ensemble gaussian] [--theta-value 0] [--taylor-n 4 6 8 10]
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from koopnet.koopman import SpectraSettings, principal_eigenfunctions, spectra_d
 from koopnet.sweep import SweepPoint, build_networks
 
 
-def _batch(n, g, seeds, ensemble="gaussian"):
-    point = SweepPoint("bench", {"ensemble": ensemble, "activation": "logistic", "theta_mode": "centered",
-                                 "N": n, "g": g}, f"{ensemble}-n{n}-g{g}")
+def _batch(n, g, seeds, ensemble="gaussian", theta_value=0.0):
+    values = {"ensemble": ensemble, "activation": "logistic", "theta_mode": "centered", "N": n, "g": g}
+    if theta_value:
+        values["theta_value"] = theta_value
+    point = SweepPoint("bench", values, f"{ensemble}-n{n}-g{g}")
     return build_networks(point, list(range(seeds)), 20261129)
 
 
@@ -44,13 +46,13 @@ def _cpu(fn):
     return time.process_time() - t0, out
 
 
-def stage(ns, gs, seeds, ensemble="gaussian"):
+def stage(ns, gs, seeds, ensemble="gaussian", theta_value=0.0):
     print("| N | g | networks | stable equilibria | spectra stage CPU-s | of which eigenfunctions | per stable eq. "
           "| degree | residual order (min / max over modes) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n in ns:
         for g in gs:
-            batch, sd = _batch(n, g, seeds, ensemble)
+            batch, sd = _batch(n, g, seeds, ensemble, theta_value)
             eq = equilibria_dataset(batch, sd)
             s = SpectraSettings()
             t_all, ds = _cpu(lambda: spectra_dataset(batch, sd, s, equilibria=eq))
@@ -95,11 +97,14 @@ def main():
     p.add_argument("--g", type=float, nargs="+", default=[2.0, 8.0])
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--ensemble", default="gaussian", help="weight ensemble (symmetric: several attractors at g = 8)")
+    p.add_argument("--theta-value", type=float, default=0.0,
+                   help="added to the centred input: moves the attractor off x = 0, where sigma'' = 0 and the "
+                        "degree-2 coefficients vanish")
     p.add_argument("--taylor-n", type=int, nargs="*", default=[4, 6, 8, 10])
     a = p.parse_args()
     with threadpool_limits(1):
         if a.n:
-            stage(a.n, a.g, a.seeds, a.ensemble)
+            stage(a.n, a.g, a.seeds, a.ensemble, a.theta_value)
         if a.taylor_n:
             versus_taylor(a.taylor_n)
 
