@@ -90,11 +90,11 @@ def test_memory_that_cannot_fit_is_refused_with_the_number():
         check_resources({}, {"big": ([10**6], 1)}, memory_limit=64 * 2**30)
     gib = float(str(info.value).split("at least ")[1].split(" GiB")[0])
     assert gib >= 8 * 1e12 / 2**30
-    # taylor_degree 30 at N = 6: K = C(36, 6) = 1,947,792 monomials, a K x K complex matrix
-    config = {"spectra": {"taylor_degree": 30}}
-    with pytest.raises(ConfigError, match="taylor"):
-        check_resources(config, {"s": ([6], 1)}, memory_limit=64 * 2**30)
-    assert estimate_job(config, 6, 1).memory_parts["taylor"] >= 16 * 1947792**2
+    # degree-3 eigenfunctions at N = 1000: (3 modes + 3 buffers) x N x N(N+1)/2 complex = 44.7 GiB
+    config = {"spectra": {"eigenfunction_cubic_max_units": 1000}}
+    with pytest.raises(ConfigError, match="eigenfunction_cubic_max_units"):
+        check_resources(config, {"s": ([1000], 1)}, memory_limit=16 * 2**30)
+    assert estimate_job(config, 1000, 1).memory_parts["eigenfunctions"] >= 16 * 6 * 1000 * 500500
 
 
 def test_long_jobs_are_announced_with_an_estimated_time():
@@ -102,9 +102,10 @@ def test_long_jobs_are_announced_with_an_estimated_time():
     warnings = check_resources({}, {"s": ([3000], 1)}, memory_limit=2.0**40)
     assert len(warnings) == 1 and "N = 3000" in warnings[0] and "newton" in warnings[0]
     assert "days" in warnings[0] or " h" in warnings[0]
-    # taylor_degree 30 at N = 3: K = C(33, 3) = 5456, 25 K^3 ~ 4e12 flops
-    warnings = check_resources({"spectra": {"taylor_degree": 30}}, {"s": ([3], 1)}, memory_limit=2.0**40)
-    assert len(warnings) == 1 and "taylor" in warnings[0]
+    # degree-3 eigenfunctions at N = 1000: 3 modes x 8 N^2 N(N+1)/2 ~ 1.2e13 flops, past the 3.4e12 of Newton
+    warnings = check_resources({"spectra": {"eigenfunction_cubic_max_units": 1000}}, {"s": ([1000], 1)},
+                               memory_limit=2.0**40)
+    assert len(warnings) == 1 and "eigenfunctions" in warnings[0]
     assert check_resources({}, {"s": ([3, 12], 4)}, memory_limit=2.0**40) == []  # the default sweep is quiet
 
 

@@ -405,7 +405,7 @@ def test_attracting_non_hyperbolic_origin_and_slow_transients_are_not_mislabelle
     from koopnet.koopman import KoopmanStatus, SpectraSettings, spectra_dataset
 
     batch = NetworkBatch(np.eye(2)[None], np.zeros((1, 2)), "tanh")
-    spec = spectra_dataset(batch, [5], SpectraSettings(taylor_max_units=0, gedmd_max_units=0), equilibria=eq)
+    spec = spectra_dataset(batch, [5], SpectraSettings(eigenfunction_max_units=0, gedmd_max_units=0), equilibria=eq)
     assert spec["koopman_status"].values[0] == KoopmanStatus.non_hyperbolic_equilibrium
     # not symmetric: W = I + eps R (R the rotation generator) keeps x' = eps R x - x^3/3 + ...:
     # d|x|^2/dt <= -(1/2 - eps)|x|^4 / 3 < 0 for eps < 1/2, so the distance to 0 falls

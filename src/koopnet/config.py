@@ -167,8 +167,10 @@ def estimate_job(config: Mapping[str, Any], n_units: int, n_networks: int) -> Jo
     W and its eigen/singular decompositions hold ~4 N^2 floats per network (8 bytes each) plus
     O(N^2) LAPACK workspace; a Newton iteration of S starts factorises S Jacobians (2/3 N^3
     flops each, ~20 iterations per start) with at most max(chunk_elements, N^2) floats of
-    temporaries; the Taylor generator (N <= taylor_max_units) is a dense K x K complex
-    eigenproblem with K = C(N + D, D) (~25 K^3 flops, 3 K^2 complex numbers); gEDMD
+    temporaries; the principal eigenfunctions (N <= eigenfunction_max_units) an eigendecomposition
+    with vectors (~25 N^3 flops) and, for each of the m modes, one complex product of N x N by
+    N x P (P = N(N+1)/2 at degree 3, N at degree 2; 8 N^2 P flops) and the residual check at
+    2 x check_points states (32 check_points N P flops), holding (m + 3) N P complex numbers; gEDMD
     (N <= gedmd_max_units) a K' x K' one with K' = C(N + gedmd_degree, gedmd_degree); the
     dimension stage integrates n_initial_conditions trajectories of n_samples states (~2 N^2
     flops per right-hand side, ~10 per sample); continuation and removal solve N x N systems
@@ -187,10 +189,14 @@ def estimate_job(config: Mapping[str, Any], n_units: int, n_networks: int) -> Jo
         "weights": B * 30.0 * N**3,
         "newton": B * S * 20 * (2.0 / 3.0 * N**3 + 2.0 * N**2),
     }
-    if N <= _setting(config, "spectra", "taylor_max_units", 6):
-        K = math.comb(N + _setting(config, "spectra", "taylor_degree", 3), N)
-        mem["taylor"] = 16.0 * 3 * K * K
-        work["taylor"] = B * 25.0 * K**3
+    if N <= _setting(config, "spectra", "eigenfunction_max_units", 1000):
+        m = min(_setting(config, "spectra", "eigenfunction_modes", 3), N)
+        cubic = (_setting(config, "spectra", "eigenfunction_degree", 3) >= 3
+                 and N <= _setting(config, "spectra", "eigenfunction_cubic_max_units", 200))
+        P = N * (N + 1) / 2 if cubic else N
+        M = _setting(config, "spectra", "eigenfunction_check_points", 16)
+        mem["eigenfunctions"] = 16.0 * (m + 3) * N * P
+        work["eigenfunctions"] = B * (25.0 * N**3 + m * (8.0 * N * N * P + 32.0 * M * N * P))
     if N <= _setting(config, "spectra", "gedmd_max_units", 3):
         K = math.comb(N + _setting(config, "spectra", "gedmd_degree", 7), N)
         n_samp = _setting(config, "spectra", "gedmd_n_samples", 1000) + _setting(config, "spectra", "gedmd_n_test", 500)
@@ -250,7 +256,8 @@ def check_resources(config: Mapping[str, Any], sweep_sizes: Mapping[str, tuple[S
                 raise ConfigError(
                     f"sweeps.{name}.N: a job of N = {N} needs at least {est.memory_bytes / 2**30:.3g} GiB "
                     f"({part}), more than the {limit / 2**30:.3g} GiB of memory available"
-                    + (" (lower spectra.taylor_degree or taylor_max_units)" if part == "taylor" else "")
+                    + (" (lower spectra.eigenfunction_cubic_max_units or eigenfunction_max_units)"
+                       if part == "eigenfunctions" else "")
                 )
             if est.seconds > LONG_JOB_SECONDS:
                 part = max(est.parts, key=est.parts.get)
