@@ -24,7 +24,8 @@ if "paper" in GRIDS:
 
 rule sweep_figures:
     input:
-        "results/{sweep}/sweep.nc",
+        sweep="results/{sweep}/sweep.nc",
+        timing="results/{sweep}/timing.nc",  # CPU per stage (not byte-reproducible)
     output:
         report(
             directory("results/{sweep}/figures"),

@@ -6,7 +6,8 @@ from koopnet.pipeline import start_job_log
 from koopnet.plotting import LEARNING_FIGURES, SWEEP_FIGURES, save_figure
 
 log = start_job_log(snakemake.log[0])  # a failure leaves its traceback in the log
-ds = io.open_dataset(snakemake.input[0])
+# timings live apart from sweep.nc (they are not reproducible); the stage_seconds figure reads them
+ds = io.open_dataset(snakemake.input.sweep).merge(io.open_dataset(snakemake.input.timing))
 out = Path(snakemake.output[0])
 out.mkdir(parents=True, exist_ok=True)
 for name, make in {**SWEEP_FIGURES, **LEARNING_FIGURES}.items():
