@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.optimize import brentq
@@ -21,6 +23,7 @@ from koopnet.equilibria import (
     find_equilibria,
     find_equilibria_batch,
     is_feedforward,
+    _mirror_chao1,
 )
 
 FULL = EquilibriumSettings(exact_paths=False)
@@ -382,7 +385,7 @@ def test_no_convergence_is_flagged_not_raised():
     W = rng.normal(0, 4.0, (5, 5))
     r = find_equilibria(
         Network(W, -W.sum(axis=1) / 2, "logistic"),
-        EquilibriumSettings(max_iter=0, homotopy_steps=0),
+        EquilibriumSettings(max_iter=0, homotopy_work=0),
         seed=0,
     )
     assert r.status == EquilibriumStatus.no_convergence and r.n_equilibria == 0
@@ -391,7 +394,7 @@ def test_no_convergence_is_flagged_not_raised():
     # a contraction has exactly one equilibrium whether or not the search converged
     Wc = 0.5 * W / np.linalg.norm(W, 2)
     r = find_equilibria(
-        Network(Wc, np.zeros(5), "logistic"), EquilibriumSettings(max_iter=0, homotopy_steps=0)
+        Network(Wc, np.zeros(5), "logistic"), EquilibriumSettings(max_iter=0, homotopy_work=0)
     )
     assert r.status == EquilibriumStatus.no_convergence and r.contraction_certified
     assert r.n_estimate == 1.0 and r.n_estimate_se == 0.0
@@ -692,16 +695,16 @@ def test_index_sum_proves_incompleteness():
 def test_index_deficit_triggers_a_search_with_more_starts():
     W = np.array([[8.0, -1.0], [-1.0, 8.0]])
     net = Network(W, -W.sum(axis=1) / 2, "logistic")
-    few = EquilibriumSettings(n_starts=2, index_retries=0, homotopy_steps=0)
+    few = EquilibriumSettings(n_starts=2, index_retries=0, homotopy_work=0)
     r0 = find_equilibria(net, few, seed=0)
     assert r0.n_missing_min > 0 and r0.n_starts == 2
-    r = find_equilibria(net, EquilibriumSettings(n_starts=2, index_retries=5, homotopy_steps=0), seed=0)
+    r = find_equilibria(net, EquilibriumSettings(n_starts=2, index_retries=5, homotopy_work=0), seed=0)
     k = int(np.log2(r.n_starts // 2))
     assert r.n_starts == 2 * 2**k and 1 <= k <= 5
     # stops as soon as nothing is provably missing beyond what Chao1 expects
     assert r.n_missing_min == 0 or k == 5 or chao1(r.hits, r.n_equilibria)[0] >= r.n_equilibria + r.n_missing_min
     # the kept search is exactly a plain search with that many starts ...
-    direct = find_equilibria(net, EquilibriumSettings(n_starts=r.n_starts, index_retries=0, homotopy_steps=0), seed=0)
+    direct = find_equilibria(net, EquilibriumSettings(n_starts=r.n_starts, index_retries=0, homotopy_work=0), seed=0)
     np.testing.assert_array_equal(r.x, direct.x)
     np.testing.assert_array_equal(r.hits, direct.hits)
     # ... and keeps what the smaller search found (its starts come first; the network is
@@ -719,8 +722,10 @@ def test_retries_only_where_the_index_refutes_chao1():
         N = 10
         W = rng.normal(0, 3.0 / np.sqrt(N), (N, N))
         net = Network(W, rng.normal(0, 0.3, N), "tanh")
-        r0 = find_equilibria(net, EquilibriumSettings(n_starts=48, index_retries=0, homotopy_steps=0), seed=k)
-        r = find_equilibria(net, EquilibriumSettings(n_starts=48, index_retries=1, homotopy_steps=0), seed=k)
+        # early stop off: the retry is what is tested
+        plain = EquilibriumSettings(n_starts=48, index_retries=0, homotopy_work=0, stop_expected_missing=0)
+        r0 = find_equilibria(net, plain, seed=k)
+        r = find_equilibria(net, replace(plain, index_retries=1), seed=k)
         refuted = r0.n_missing_min > 0 and chao1(r0.hits, r0.n_equilibria)[0] < r0.n_equilibria + r0.n_missing_min
         assert (r.n_starts == 96) == refuted and (r.n_starts == 48) == (not refuted)
         retried += refuted
@@ -772,7 +777,10 @@ def test_homotopy_finds_only_true_equilibria_and_at_least_one(k):
     assert r.n_equilibria >= 1 and r.n_starts == 0
     d = np.max(np.abs(r.x[:, None] - ref[None]), axis=-1)
     assert np.all(d.min(axis=1) < 1e-8)
-    assert np.all(r.strategy == EquilibriumStrategy.homotopy) and np.all(r.crossings >= 1)
+    # k = 0 is odd-symmetric: mirror images of the crossings may come from reflection
+    hom = r.strategy == EquilibriumStrategy.homotopy
+    assert hom.any() and np.all(hom | (r.strategy == EquilibriumStrategy.reflection) * (k == 0))
+    assert np.all(r.crossings[hom] >= 1)
 
 
 def test_homotopy_takes_over_where_random_starts_find_nothing():
@@ -858,3 +866,44 @@ def test_reflection_completes_the_pairs_of_an_odd_symmetric_network():
     net2 = Network(W, -0.5 * W.sum(axis=1) + 0.1, "logistic")
     r2 = find_equilibria(net2, EquilibriumSettings(n_starts=8, index_retries=0), seed=3)
     assert not np.any(r2.strategy == EquilibriumStrategy.reflection)
+
+
+def test_random_starts_stop_when_saturated_as_a_search_with_that_many_starts():
+    """Sequential stopping: starts run in rounds (min_starts, then start_batch more) and a
+    network stops once the index sum of what it found is 1 and Chao1 expects < 1 missing. A
+    network that stopped after n starts has exactly the result of a plain search with n starts,
+    and whether and when it stops does not depend on the other networks of the batch."""
+    rng = np.random.default_rng(71)
+    N, B = 24, 4
+    W = rng.normal(0, 8 / np.sqrt(N), (B, N, N))
+    theta = -W.sum(axis=2) / 2
+    theta[2:] += rng.normal(0, 0.5, (2, N))  # networks 2, 3 are not odd-symmetric
+    seeds = [3, 5, 7, 11]
+    st = EquilibriumSettings(n_starts=512, min_starts=16, start_batch=16, index_retries=0, homotopy_work=0)
+    res = find_equilibria_batch(NetworkBatch(W, theta, "logistic"), seeds, st)
+    used = [r.n_starts for r in res]
+    assert min(used) < 512 and len(set(used)) > 1  # stopped early, in different rounds
+    for b, r in enumerate(res):
+        net = Network(W[b], theta[b], "logistic")
+        alone = find_equilibria(net, st, seed=seeds[b])
+        assert alone.n_starts == r.n_starts
+        assert alone.x.tobytes() == r.x.tobytes() and alone.hits.tobytes() == r.hits.tobytes()
+        if r.n_starts < 512:
+            assert r.n_starts % 16 == 0
+            assert r.index_sum == 1 and r.n_estimate - r.n_equilibria < st.stop_expected_missing
+            plain = find_equilibria(net, replace(st, n_starts=r.n_starts, stop_expected_missing=0), seed=seeds[b])
+            assert plain.x.tobytes() == r.x.tobytes() and plain.hits.tobytes() == r.hits.tobytes()
+
+
+def test_mirror_pooled_chao1():
+    """Odd-symmetric networks: Chao1 over the pairs {x*, -x*} with summed hits, in equilibria.
+    Pairs hit (1, 0), (1, 1) and x* = 0 hit 2: pooled counts 1, 2, 2 over 3 species, n = 5:
+    chao1 = 3 + (4/5) 1 * 0 / (2 * 3) = 3 pairs -> 2 * 3 - 1 = 5 equilibria, all observed; the
+    standard error is twice that of the pooled counts."""
+    a, c = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    x = np.array([a, -a, c, -c, [0.0, 0.0]])[[0, 2, 3, 4]]  # -a not found: reflection adds it
+    est, se, observed = _mirror_chao1(x, np.array([1, 1, 1, 2]), 1e-6)
+    assert observed == 5 and est == 5.0 and se == 2 * chao1(np.array([1, 2, 2]), 3)[1] > 0
+    # two singleton pairs, no doubletons: chao1 = 2 + (1/2) 2 * 1 / 2 = 2.5 pairs -> 5 equilibria
+    est, _, observed = _mirror_chao1(np.array([a, c]), np.array([1, 1]), 1e-6)
+    assert observed == 4 and est == 5.0

@@ -153,11 +153,17 @@ class EquilibriumSettings:
     """
 
     n_starts: int = 256
-    """Newton starts per network, drawn uniformly in the search box (random starts; see random_start_max_units)."""
+    """Most random starts per network, drawn uniformly in the search box (fewer when the sample saturates: start_batch, min_starts, stop_expected_missing; see random_start_max_units)."""
+    start_batch: int = 32
+    """Random starts run in rounds of this many per network; after each round from min_starts on, a network whose sample is saturated stops (see stop_expected_missing). The rounds are the same whatever the batch of networks, so results do not depend on it."""
+    min_starts: int = 64
+    """Random starts every network gets before the saturation test can stop it."""
+    stop_expected_missing: float = 1.0
+    """A network's random starts stop early once the index theorem proves no equilibrium missing (index sum of those found = 1) and the Chao1 estimate expects fewer than this many missing (0 disables the early stop; n_starts is then always used)."""
     random_start_max_units: int = 300
     """Random starts are used for networks of at most this many units; larger networks with a bounded activation are searched by the homotopy paths alone (uniform starts converge for none of 64 at N = 500, g = 8). Unbounded activations always use random starts."""
-    homotopy_steps: int = 3000
-    """Continuation steps per network for the homotopy paths (bounded activations, full search; 0 disables them), run where random starts are off (N > random_start_max_units) or found nothing. Each step is one LU factorisation of an (N + 1)-square matrix."""
+    homotopy_work: float = 3000.0
+    """Work budget per network of the homotopy paths (bounded activations, full search; 0 disables them), run where random starts are off (N > random_start_max_units) or found nothing, in LU factorisations of the (N + 1)-square bordered Jacobian: a factorisation counts 1, a chord-corrector iteration (a solve with kept factors and a vector-field evaluation) 12/N."""
     homotopy_paths: int = 8
     """Most homotopy paths per network (a path starts when the previous one has left lam in [0, 1.2]; each finds at least one equilibrium)."""
     max_iter: int = 200
@@ -434,6 +440,68 @@ def chao1(hits: np.ndarray, n_observed: int) -> tuple[float, float]:
     return float(est), float(np.sqrt(max(var, 0.0)))
 
 
+def _odd_symmetric(W: np.ndarray, theta: np.ndarray, act: Activation) -> np.ndarray:
+    """(B,) True where theta + sigma(0) W 1 = 0, so f(-x) = -f(x) (every shipped sigma has
+    sigma(-x) = 2 sigma(0) - sigma(x)) and the equilibria come in pairs x*, -x*."""
+    sigma0 = float(act.sigma(np.zeros(1))[0])
+    centre = theta + sigma0 * W.sum(axis=-1)
+    return np.max(np.abs(centre), axis=-1) <= 1e-12 * (
+        1.0 + np.max(np.abs(W).sum(axis=-1), axis=-1)
+    )
+
+
+def _mirror_pairs(x: np.ndarray, rtol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror pairs {x*, -x*} among the points x (E, N) of an odd-symmetric network.
+
+    Returns
+    -------
+    pair : int array, shape (E,)
+        Index of the first point of each point's pair.
+    mirrored : bool array, shape (E,)
+        Whether the point's mirror is among x (x* = 0 is its own mirror).
+    """
+    E = x.shape[0]
+    scale = rtol * (1.0 + np.max(np.abs(x), axis=-1, initial=0.0))
+    d = np.max(np.abs(x[:, None, :] + x[None, :, :]), axis=-1, initial=0.0)  # |x_i + x_j|
+    close = d <= scale[:, None]
+    pair = np.full(E, -1)
+    for i in range(E):
+        if pair[i] < 0:
+            j = np.flatnonzero(close[i] & (pair < 0) & (np.arange(E) > i))
+            pair[i] = i
+            if j.size:
+                pair[j[0]] = i
+    mirrored = close[np.arange(E), np.arange(E)] | (np.bincount(pair, minlength=E)[pair] == 2)
+    return pair, mirrored
+
+
+def _mirror_chao1(x: np.ndarray, counts: np.ndarray, rtol: float) -> tuple[float, float, int]:
+    """Chao1 of an odd-symmetric network over its mirror pairs {x*, -x*} (points x (E, N)).
+
+    The random starts (uniform in a box symmetric about 0) and the homotopy starts
+    (b = W (u - 1/2)) are symmetric in distribution, so a pair is one species sampled with the
+    summed counts: twice the samples per species of the unpooled estimate. Equilibria =
+    2 pairs - (1 if x* = 0 is found: its own mirror); unseen pairs count 2 (x* = 0 is the only
+    self-mirror point). A point whose mirror is not in x counts as a pair (reflection adds it).
+
+    Returns
+    -------
+    estimate, standard_error : float
+        Of the number of equilibria.
+    observed : int
+        Equilibria found once every point's mirror is added.
+    """
+    if x.shape[0] == 0:
+        return 0.0, 0.0, 0
+    pair, _ = _mirror_pairs(x, rtol)
+    leaders = np.flatnonzero(pair == np.arange(x.shape[0]))
+    pooled = np.bincount(pair, weights=counts, minlength=x.shape[0])[leaders].astype(np.int64)
+    scale = rtol * (1.0 + np.max(np.abs(x[leaders]), axis=-1))
+    n_self = int(np.sum(2.0 * np.max(np.abs(x[leaders]), axis=-1) <= scale))  # x* = 0
+    est, se = chao1(pooled, leaders.size)
+    return 2.0 * est - n_self, 2.0 * se, 2 * leaders.size - n_self
+
+
 def _dedup(points: np.ndarray, ok: np.ndarray, rtol: float) -> np.ndarray:
     """Leader clustering of points (B, M, d) where ok (B, M): label = index of its leader, -1 if not ok.
 
@@ -690,10 +758,15 @@ def _polynomial_path(W, theta, act, settings):
     return out
 
 
-def _search_path(problem, seeds, lower, upper, clip, settings, to_state, n_random=None):
+def _search_path(problem, seeds, lower, upper, clip, settings, to_state, n_random=None, mirror=None):
     """Powell hybrid search from the random starts of each network (+ deflation); one _Found per network.
 
     ``to_state`` maps reduced solutions (K, d) of networks ``net`` to unit states (K, N).
+    ``mirror`` (B,) marks odd-symmetric networks of the full problem (the saturation test then
+    pools mirror pairs). Starts run in rounds (``min_starts``, then ``start_batch`` more) and a
+    network leaves when :func:`_saturated`; a network that stopped after n starts has exactly the
+    result of a search with n_starts = n (each start is independent, its draws a prefix of the
+    stream, the leader clustering order-based).
     """
     B, d = lower.shape
     S = settings.n_starts if n_random is None else n_random
@@ -703,6 +776,7 @@ def _search_path(problem, seeds, lower, upper, clip, settings, to_state, n_rando
             _Found(empty, np.zeros(0, np.int64), status=EquilibriumStatus.no_convergence)
             for _ in range(B)
         ]
+    mirror = np.zeros(B, bool) if mirror is None else mirror
     u = _draw_unit_starts(seeds, S, d)
     y0 = lower[:, None, :] + (upper - lower)[:, None, :] * u
     kw = dict(
@@ -711,15 +785,34 @@ def _search_path(problem, seeds, lower, upper, clip, settings, to_state, n_rando
         divergence_radius=settings.divergence_radius,
         chunk_elements=settings.chunk_elements,
     )
-    y, code, _, _ = powell_hybrid(
-        problem,
-        y0,
-        factor=settings.hybrid_factor,
-        tol=settings.tol_residual,
-        max_iter=settings.max_iter,
-        divergence_radius=settings.divergence_radius,
-    )
-    ok = code == StartCode.converged
+    y = y0.copy()
+    code = np.zeros((B, S), np.int8)
+    n_done = np.zeros(B, np.int64)
+    running = np.ones(B, dtype=bool)
+    early = settings.stop_expected_missing > 0
+    n_end = min(S, max(settings.min_starts, 1)) if early else S
+    while True:
+        sel = np.flatnonzero(running)
+        n0 = int(n_done[sel[0]])  # every running network has run the same starts
+        ys, cs, _, _ = powell_hybrid(
+            _subproblem(problem, sel),
+            y0[sel, n0:n_end],
+            factor=settings.hybrid_factor,
+            tol=settings.tol_residual,
+            max_iter=settings.max_iter,
+            divergence_radius=settings.divergence_radius,
+        )
+        y[sel, n0:n_end], code[sel, n0:n_end] = ys, cs
+        n_done[sel] = n_end
+        if n_end >= S:
+            break
+        for b in sel:
+            conv = code[b, :n_end] == StartCode.converged
+            running[b] = not _saturated(problem, b, y[b, :n_end], conv, mirror[b], settings)
+        if not running.any():
+            break
+        n_end = min(S, n_end + max(settings.start_batch, 1))
+    ok = (code == StartCode.converged) & (np.arange(S)[None, :] < n_done[:, None])
     label = _dedup(y, ok, settings.dedup_rtol)
     leaders = [np.flatnonzero(label[b] == np.arange(S)) for b in range(B)]
     roots = [y[b, leaders[b]] for b in range(B)]
@@ -769,8 +862,51 @@ def _search_path(problem, seeds, lower, upper, clip, settings, to_state, n_rando
         strat = np.where(
             hits[b] > 0, int(EquilibriumStrategy.random_start), int(EquilibriumStrategy.deflation)
         ).astype(np.int8)
-        out.append(_Found(x, hits[b].astype(np.int64), S, int(n_conv[b]), status, strategy=strat))
+        out.append(
+            _Found(x, hits[b].astype(np.int64), int(n_done[b]), int(n_conv[b]), status, strategy=strat)
+        )
     return out
+
+
+def _subproblem(problem: NewtonProblem, sel: np.ndarray) -> NewtonProblem:
+    """The networks ``sel`` of a problem."""
+    return NewtonProblem(
+        A=problem.A[sel],
+        c=None if problem.c is None else problem.c[sel],
+        basis=None if problem.basis is None else problem.basis[sel],
+        e=None if problem.e is None else problem.e[sel],
+        activation=problem.activation,
+    )
+
+
+def _saturated(problem, b, y, converged, mirror, settings) -> bool:
+    """Whether network ``b``'s random starts so far (y (n, d), converged (n,)) may stop.
+
+    Species accumulation: the starts are a sample of the equilibria's basins. Stop when the
+    index theorem proves none missing (bounded sigma: the Poincare-Hopf indices
+    sign det(-J) of all equilibria sum to 1; in the reduced coordinates of the low-rank path
+    det(-J) has the same sign by Sylvester's identity) and Chao1 expects fewer than
+    ``stop_expected_missing`` missing (pooled over mirror pairs in odd-symmetric networks,
+    where -x* counts with x*: J(-x*) = J(x*) as sigma' is even).
+    """
+    if problem.activation.bounds is None or not converged.any():
+        return False
+    n = y.shape[0]
+    label = _dedup(y[None], converged[None], settings.dedup_rtol)[0]
+    lead = np.flatnonzero(label == np.arange(n))
+    hits = (label[:, None] == lead[None, :]).sum(axis=0)
+    roots = y[lead]
+    if mirror:
+        est, _, observed = _mirror_chao1(roots, hits, settings.dedup_rtol)
+        _, mirrored = _mirror_pairs(roots, settings.dedup_rtol)
+        weight = np.where(mirrored, 1, 2)  # the mirror that reflection will add has the same index
+    else:
+        est, _ = chao1(hits, lead.size)
+        observed, weight = lead.size, np.ones(lead.size, np.int64)
+    if not est - observed < settings.stop_expected_missing:
+        return False
+    sign, _ = np.linalg.slogdet(-problem.jacobian(roots, np.full(lead.size, b)))
+    return int(np.sum(weight * sign)) == 1
 
 
 def _add_homotopy_finds(f: _Found, W, theta, act, seed, settings) -> None:
@@ -781,8 +917,8 @@ def _add_homotopy_finds(f: _Found, W, theta, act, seed, settings) -> None:
     N = theta.size
     u = a + (b_ - a) * stage_rng(seed, STAGE + "_homotopy").random((settings.homotopy_paths, N))
     starts = theta + u @ W.T  # path starts in theta + W sigma(R^N), which holds every equilibrium
-    x, path = homotopy_crossings(
-        W, theta, act, starts, max_steps=settings.homotopy_steps, tol=settings.tol_residual
+    x, path, _ = homotopy_crossings(
+        W, theta, act, starts, max_work=settings.homotopy_work, tol=settings.tol_residual
     )
     if x.shape[0] == 0:
         return
@@ -877,6 +1013,7 @@ def _find_batch(
 
     found: list[_Found | None] = [None] * B
     full = _full_problem(W, theta, act)
+    symmetric = _odd_symmetric(W, theta, act)
 
     def put(sel, results):
         for b, r in zip(sel, results):
@@ -892,7 +1029,7 @@ def _find_batch(
     if sel.size:
         put(sel, _polynomial_path(W[sel], theta[sel], act, settings))
     sel = np.flatnonzero(method == EquilibriumMethod.newton)
-    homotopy = act.bounds is not None and settings.homotopy_steps > 0
+    homotopy = act.bounds is not None and settings.homotopy_work > 0
     if sel.size:
         lo, hi, exact_box = search_box(W[sel], theta[sel], act, settings.box_halfwidth)
         n_random = 0 if homotopy and N > settings.random_start_max_units else settings.n_starts
@@ -907,6 +1044,7 @@ def _find_batch(
                 settings,
                 lambda y, net: y,
                 n_random,
+                symmetric[sel],
             ),
         )
         # homotopy paths where random starts are off (large N) or found nothing: every
@@ -930,11 +1068,6 @@ def _find_batch(
         put(sel, _search_path(prob, [seeds[b] for b in sel], lo, hi, clip, settings, prob.state))
 
     # ---- odd-symmetric networks: -x* is an equilibrium for every x* (f(-x) = -f(x))
-    sigma0 = float(act.sigma(np.zeros(1))[0])
-    centre = theta + sigma0 * W.sum(axis=-1)
-    symmetric = np.max(np.abs(centre), axis=-1) <= 1e-12 * (
-        1.0 + np.max(np.abs(W).sum(axis=-1), axis=-1)
-    )
     searched = np.isin(method, [int(EquilibriumMethod.newton), int(EquilibriumMethod.lowrank)])
     for b in np.flatnonzero(symmetric & searched):
         f = found[b]
@@ -1006,10 +1139,13 @@ def _find_batch(
             est, se = float(x.shape[0]), 0.0
         elif status in (EquilibriumStatus.singular, EquilibriumStatus.no_convergence):
             est, se = np.nan, np.nan  # a continuum, or nothing to estimate from
-        elif f.n_starts > 0:
-            est, se = chao1(h, x.shape[0])
-        elif f.n_paths_crossed >= 2:  # no random starts (large N): crossings are the samples
-            est, se = chao1(cr, x.shape[0])
+        elif f.n_starts > 0 or f.n_paths_crossed >= 2:
+            # samples: the random starts' hits, else (large N) the homotopy crossings
+            counts = h if f.n_starts > 0 else cr
+            if symmetric[b] and method[b] == EquilibriumMethod.newton:
+                est, se, _ = _mirror_chao1(x, counts, settings.dedup_rtol)
+            else:
+                est, se = chao1(counts, x.shape[0])
         else:  # one path's crossings are distinct by construction: no repeat to estimate from
             est, se = np.nan, np.nan
         index_sum = None
