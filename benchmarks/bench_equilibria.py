@@ -4,14 +4,17 @@ Gaussian logistic networks W_ij ~ N(0, g^2/N) with g = 8 (effective gain g/4 = 2
 transition at 4), theta = -W 1/2 (centered), one network per N. The default mode (issue 11)
 measures distinct verified equilibria per CPU-second (time.process_time, BLAS pinned to one
 thread) at N = 50, 100, 200, 500: koopnet at the defaults a user gets (index retries on;
-compiled hybrid kernel from 256 random starts up to N = 300, homotopy paths beyond; reflection
-of the equilibria found, the network being odd-symmetric) and with index_retries = 0, against
+compiled hybrid kernel from at most 256 random starts up to N = 300, stopping once the sample
+saturates, homotopy paths beyond; reflection of the equilibria found, the network being
+odd-symmetric) and without the early stop, against
 what a researcher writes by hand: for each of koopnet's random starts (uniform in the exact
 search box, from stage_rng(seed, "equilibria"))
 ``scipy.optimize.root(f, x0, jac=J, method="hybr")``, keeping solutions with relative residual
 <= 1e-8 (``success`` is not required: hybr also ends on genuine roots it flags as not
-converged), deduplicated with the same relative tolerance 1e-6. At N = 500 the scipy loop gets
-32 starts (its rate per CPU-second is what is compared). "scipy at koopnet's CPU s" is the
+converged), deduplicated with the same relative tolerance 1e-6, with 256 starts and with
+koopnet's budget rule (same rounds, same saturation test, roots completed by reflection; the
+ratio is taken against this one). At N = 500 the scipy loop gets 32 starts (its rate per
+CPU-second is what is compared). "scipy at koopnet's CPU s" is the
 scipy rate times koopnet's time: the count scipy would reach in that time if its rate held
 (it falls as starts land on known equilibria, so this favours scipy).
 
@@ -36,10 +39,14 @@ import numpy as np
 from scipy.optimize import root
 
 from koopnet import Network
+from koopnet.config import estimate_job
 from koopnet.equilibria import (
     EquilibriumSettings,
     _dedup,
     _draw_unit_starts,
+    _full_problem,
+    _mirror_pairs,
+    _saturated,
     find_equilibria,
     search_box,
 )
@@ -69,24 +76,40 @@ def scipy_problem(net: Network, seed: int, n_starts: int):
     return x0s, f, jac
 
 
-def baseline(net: Network, seed: int, n_starts: int) -> tuple[float, np.ndarray]:
-    """Loop of scipy hybr from koopnet's starts; returns (seconds, distinct roots)."""
+def baseline(net: Network, seed: int, n_starts: int, same_rule: bool = False) -> tuple[float, np.ndarray, int]:
+    """Loop of scipy hybr from koopnet's starts; returns (CPU seconds, distinct roots, starts used).
+
+    ``same_rule``: the starts run in koopnet's rounds (min_starts, then start_batch more) and stop
+    on koopnet's saturation test (:func:`koopnet.equilibria._saturated`: index sum of the roots
+    found 1, Chao1 over mirror pairs expects < 1 missing), and the roots are completed by their
+    mirror images as koopnet's reflection does (the network is odd-symmetric): the same budget
+    rule, so the ratio compares the per-start cost and landings of the two solvers.
+    """
     N = net.n_units
     x0s, f, jac = scipy_problem(net, seed, n_starts)
+    st = EquilibriumSettings(n_starts=n_starts)
+    problem = _full_problem(net.W[None], net.theta[None], net.activation)
     t = time.process_time()
-    sols = []
-    for x0 in x0s:
-        r = root(f, x0, jac=jac, method="hybr")
-        # accepted on the residual alone: hybr also ends on genuine roots it flags as not converged
-        if np.all(np.isfinite(r.x)) and np.max(np.abs(f(r.x))) <= 1e-8 * (1 + np.max(np.abs(r.x))):
-            sols.append(r.x)
-    if sols:
-        P = np.array(sols)[None]
-        lab = _dedup(P, np.ones(P.shape[:2], bool), 1e-6)[0]
-        roots = P[0, lab == np.arange(P.shape[1])]
-    else:
-        roots = np.zeros((0, N))
-    return time.process_time() - t, roots
+    X = np.zeros((n_starts, N))
+    ok = np.zeros(n_starts, bool)
+    n_end = min(n_starts, st.min_starts) if same_rule else n_starts
+    n0 = 0
+    while True:
+        for k in range(n0, n_end):
+            r = root(f, x0s[k], jac=jac, method="hybr")
+            X[k] = r.x
+            # accepted on the residual alone: hybr also ends on genuine roots it flags as not converged
+            ok[k] = np.all(np.isfinite(r.x)) and np.max(np.abs(f(r.x))) <= 1e-8 * (1 + np.max(np.abs(r.x)))
+        n0 = n_end
+        if n_end >= n_starts or not same_rule or _saturated(problem, 0, X[:n_end], ok[:n_end], True, st):
+            break
+        n_end = min(n_starts, n_end + st.start_batch)
+    lab = _dedup(X[None, :n0], ok[None, :n0], 1e-6)[0]
+    roots = X[:n0][lab == np.arange(n0)]
+    if same_rule and roots.shape[0]:
+        _, mirrored = _mirror_pairs(roots, 1e-6)
+        roots = np.concatenate([roots, -roots[~mirrored]])
+    return time.process_time() - t, roots, n0
 
 
 def _timeit(fn) -> float:
@@ -150,34 +173,43 @@ def floor(sizes=(50, 100, 200), n_starts: int = 256) -> None:
 
 def discovery(sizes=(50, 100, 200, 500), n_starts: int = 256, scipy_starts=None) -> None:
     """Distinct verified equilibria per CPU-second: koopnet at its defaults (index retries on,
-    homotopy paths above random_start_max_units), koopnet with index_retries = 0, and the scipy
-    hybr loop (accepted by residual) from koopnet's random starts. One network per N, BLAS
-    pinned to one thread, CPU seconds (time.process_time)."""
+    random starts that stop when the sample saturates, up to random_start_max_units; homotopy
+    paths beyond; reflection of the equilibria found, the network being odd-symmetric), koopnet
+    without the early stop, and the scipy hybr loop (accepted by residual) from koopnet's random
+    starts, with a fixed number of starts and with koopnet's budget rule. One network per N,
+    BLAS pinned to one thread, CPU seconds (time.process_time); koopnet.config.estimate_job's
+    equilibria estimate for comparison."""
     from threadpoolctl import threadpool_limits
 
-    scipy_starts = scipy_starts or {500: 32}
+    scipy_starts = scipy_starts or {500: 32, 1000: 8}
     print(
-        "| N | variant | CPU s | distinct | per CPU-s | ratio to scipy | scipy at koopnet's CPU s "
+        "| N | variant | CPU s | starts | distinct | per CPU-s | ratio to scipy (same rule) | scipy at koopnet's CPU s "
         "| index sum | missing >= | Chao1 (se) | strategies (random / homotopy / reflection) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with threadpool_limits(1):
         find_equilibria(gaussian_logistic(8, 0))  # warm-up (imports, numba cache)
         for N in sizes:
             seed = 1000 * N
             net = gaussian_logistic(N, seed)
             S_b = scipy_starts.get(N, n_starts)
-            tb, roots_b = baseline(net, seed, S_b)
+            tb, roots_b, used_b = baseline(net, seed, S_b)
+            rows = [(f"scipy hybr loop ({S_b} starts)", tb, used_b, roots_b.shape[0], None)]
             rate_b = roots_b.shape[0] / tb
-            rows = [("scipy hybr loop (%d starts)" % S_b, tb, roots_b.shape[0], None)]
+            if N <= EquilibriumSettings().random_start_max_units:
+                ts, roots_s, used_s = baseline(net, seed, n_starts, same_rule=True)
+                rows.append(("scipy hybr loop, koopnet's stopping rule + reflection", ts, used_s, roots_s.shape[0], None))
+                rate_b = roots_s.shape[0] / ts
             for name, st in (
                 ("koopnet defaults", EquilibriumSettings(n_starts=n_starts)),
-                ("koopnet index_retries=0", EquilibriumSettings(n_starts=n_starts, index_retries=0)),
+                ("koopnet, no early stop", EquilibriumSettings(n_starts=n_starts, stop_expected_missing=0)),
             ):
+                if N > st.random_start_max_units and name != "koopnet defaults":
+                    continue  # no random starts: the early stop does not apply
                 t = time.process_time()
                 r = find_equilibria(net, st, seed=seed)
-                rows.append((name, time.process_time() - t, r.n_equilibria, r))
-            for name, t, n, r in rows:
+                rows.append((name, time.process_time() - t, r.n_starts, r.n_equilibria, r))
+            for name, t, used, n, r in rows:
                 rate = n / t
                 ratio = "" if r is None else (f"{rate / rate_b:.1f}x" if rate_b > 0 else "inf (scipy 0)")
                 at = "" if r is None else f"{rate_b * t:.1f}"
@@ -188,7 +220,8 @@ def discovery(sizes=(50, 100, 200, 500), n_starts: int = 256, scipy_starts=None)
                         f"| {r.index_sum} | {r.n_missing_min} | {r.n_estimate:.1f} ({r.n_estimate_se:.1f}) "
                         f"| {strat[1]} / {strat[2]} / {strat[4]} |"
                     )
-                print(f"| {N} | {name} | {t:.2f} | {n} | {rate:.2f} | {ratio} | {at} {extra}", flush=True)
+                print(f"| {N} | {name} | {t:.2f} | {used} | {n} | {rate:.2f} | {ratio} | {at} {extra}", flush=True)
+            print(f"<!-- N = {N}: estimate_job equilibria {estimate_job({}, N, 1).parts['newton']:.1f} s -->", flush=True)
 
 
 def main() -> None:

@@ -97,6 +97,21 @@ def test_memory_that_cannot_fit_is_refused_with_the_number():
     assert estimate_job(config, 1000, 1).memory_parts["eigenfunctions"] >= 16 * 6 * 1000 * 500500
 
 
+def test_equilibria_estimate_prices_what_the_stage_does():
+    """Random starts up to random_start_max_units (linear in n_starts), the homotopy work budget
+    beyond (linear in homotopy_work, one (N + 1)-square LU each, at LU_SPEEDUP x FLOP_RATE)."""
+    from koopnet.config import FLOP_RATE, LU_SPEEDUP
+
+    def eq(config, N):
+        return estimate_job(config, N, 1).parts["newton"]
+
+    assert eq({"equilibria": {"n_starts": 512}}, 200) == 2 * eq({}, 200)
+    assert eq({"equilibria": {"n_starts": 512}}, 500) == eq({}, 500)  # homotopy only above 300
+    assert eq({"equilibria": {"homotopy_work": 6000}}, 500) == 2 * eq({}, 500)
+    assert eq({}, 1000) == pytest.approx(3000 * 2 / 3 * 1001**3 / LU_SPEEDUP / FLOP_RATE)
+    assert eq({"equilibria": {"random_start_max_units": 1000}}, 1000) > eq({}, 1000)
+
+
 def test_long_jobs_are_announced_with_an_estimated_time():
     # N = 3000: 256 starts x ~20 Newton iterations x (2/3) N^3 flops ~ 9e13 flops: hours on one core
     warnings = check_resources({}, {"s": ([3000], 1)}, memory_limit=2.0**40)

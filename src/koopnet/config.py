@@ -160,14 +160,38 @@ def _setting(config: Mapping[str, Any], section: str, key: str, fallback: float)
     return fallback
 
 
+#: LAPACK LU factorisations of the sizes the equilibria search uses (N >~ 100) run about this many
+#: times faster than :data:`FLOP_RATE` on one core (getrf, measured 7-20 GFlop/s at N = 200-1000):
+#: their flops count divided by it.
+LU_SPEEDUP = 10.0
+
+
+def _equilibria_flops(config: Mapping[str, Any], N: int) -> float:
+    """FLOP_RATE-equivalent work of the equilibria search of one network of N units.
+
+    What the stage does with the default bounded activations: up to ``random_start_max_units``
+    units, ``n_starts`` random starts (the most; the sample may saturate earlier), each ~12 LU
+    factorisations of the N-square Jacobian and ~90 trust-region steps of ~8 N^2 flops (measured
+    at N = 50-200, g = 8, mostly starts that stall); above, the homotopy paths' ``homotopy_work``
+    LU factorisations of the (N + 1)-square bordered Jacobian. Measured against this estimate
+    (one core, g = 8, centered logistic): N = 50 0.23 s vs 0.49 s, N = 200 3.8 vs 9.0 s,
+    N = 1000 ~150 vs 200 s (benchmarks/bench_equilibria.py prints both).
+    """
+    lu = 2.0 / 3.0 * N**3 / LU_SPEEDUP
+    if N <= _setting(config, "equilibria", "random_start_max_units", 300):
+        S = _setting(config, "equilibria", "n_starts", 256)
+        return S * (12.0 * lu + 90.0 * 8.0 * N**2)
+    return _setting(config, "equilibria", "homotopy_work", 3000.0) * 2.0 / 3.0 * (N + 1) ** 3 / LU_SPEEDUP
+
+
 def estimate_job(config: Mapping[str, Any], n_units: int, n_networks: int) -> JobEstimate:
     """Memory and work of a job of ``n_networks`` networks of ``n_units`` units.
 
     Cost formulas (B networks, N units, S Newton starts, D the Taylor degree):
     W and its eigen/singular decompositions hold ~4 N^2 floats per network (8 bytes each) plus
-    O(N^2) LAPACK workspace; a Newton iteration of S starts factorises S Jacobians (2/3 N^3
-    flops each, ~20 iterations per start) with at most max(chunk_elements, N^2) floats of
-    temporaries; the principal eigenfunctions (N <= eigenfunction_max_units) an eigendecomposition
+    O(N^2) LAPACK workspace; the equilibria search as :func:`_equilibria_flops` (random starts
+    up to random_start_max_units, homotopy paths beyond) with at most max(chunk_elements, N^2)
+    floats of temporaries; the principal eigenfunctions (N <= eigenfunction_max_units) an eigendecomposition
     with vectors (~25 N^3 flops) and, for each of the m modes, one complex product of N x N by
     N x P (P = N(N+1)/2 at degree 3, N at degree 2; 8 N^2 P flops) and the residual check at
     2 x check_points states (32 check_points N P flops), holding (m + 3) N P complex numbers; gEDMD
@@ -187,7 +211,7 @@ def estimate_job(config: Mapping[str, Any], n_units: int, n_networks: int) -> Jo
     }
     work = {
         "weights": B * 30.0 * N**3,
-        "newton": B * S * 20 * (2.0 / 3.0 * N**3 + 2.0 * N**2),
+        "newton": B * _equilibria_flops(config, N),
     }
     if N <= _setting(config, "spectra", "eigenfunction_max_units", 1000):
         m = min(_setting(config, "spectra", "eigenfunction_modes", 3), N)
