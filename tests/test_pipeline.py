@@ -1,0 +1,63 @@
+"""Workflow stage functions (koopnet.pipeline): what the per-network stage timings measure."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+import types
+
+import numpy as np
+import xarray as xr
+
+from koopnet import io, pipeline
+from koopnet.sweep import expand_sweep, plan_jobs, seed_chunks
+
+FIRST_CALL_CPU = 0.2  # CPU-s the fake stage burns on its first call in a process
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeSettings:
+    pass
+
+
+def _fake_module(calls: list) -> types.ModuleType:
+    """A stage whose first call in a process costs FIRST_CALL_CPU (like loading compiled kernels)."""
+    mod = types.ModuleType("koopnet_fake_stage")
+    mod.FakeSettings = FakeSettings
+
+    def fake_dataset(batch, seeds, settings):
+        if not calls:
+            start = time.process_time()
+            while time.process_time() - start < FIRST_CALL_CPU:
+                pass
+        calls.append(batch.n_units)
+        return xr.Dataset({"n_units": ("network", np.full(len(batch), batch.n_units))})
+
+    mod.fake_dataset = fake_dataset
+    return mod
+
+
+def test_first_call_costs_are_not_charged_to_the_first_network(tmp_path, monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setitem(sys.modules, "koopnet_fake_stage", _fake_module(calls))
+    monkeypatch.setitem(pipeline.STAGES, "equilibria",
+                        [("koopnet_fake_stage", "fake_dataset", "FakeSettings", "equilibria", ())])
+    monkeypatch.setattr(pipeline, "_warmed", set())
+    sweep = {"ensemble": "gaussian", "activation": "logistic", "theta_mode": "centered", "N": 5,
+             "params": {"g": 2.0}, "seeds": 2, "seeds_per_job": 1}
+    points = expand_sweep("s", sweep)
+    (job,) = plan_jobs(points, seed_chunks(2, 1), 1e9)  # both chunks in one job
+    outputs = {"networks": tmp_path / "networks.nc", "equilibria": tmp_path / "equilibria.nc"}
+    pipeline.run_job("equilibria", job, {"seed": 1}, {}, outputs)
+    # the warm-up ran first, on its own small network, then one timed call per chunk
+    assert calls == [pipeline.WARM_UP_UNITS, 5, 5]
+    groups = io.open_groups(outputs["equilibria"])
+    seconds = [float(ds["equilibria_seconds"].values[0]) for ds in groups.values()]
+    assert len(seconds) == 2
+    # without the warm-up the first chunk would hold >= FIRST_CALL_CPU; the timed calls do
+    # next to nothing
+    assert max(seconds) < FIRST_CALL_CPU / 2
+    # once per process: a second job is not warmed up again
+    pipeline.run_job("equilibria", job, {"seed": 1}, {}, outputs)
+    assert calls[3:] == [5, 5]
