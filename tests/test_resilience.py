@@ -459,3 +459,71 @@ def test_contraction_never_tips_and_survives_every_removal():
     fast, _ = structural_robustness(batch, [1], x, stable, ResilienceSettings(robustness_orders=2))
     ref, _ = structural_robustness(batch, [1], x, stable, s_ref)
     assert fast[0, 0] == ref[0, 0] == (N - 1) / N
+
+
+def test_basin_pilot_without_a_stable_equilibrium_states_it_after_the_pilot():
+    # tanh, W = 2 [[1, -1], [1, 1]], theta = 0: the only equilibrium x = 0 is an unstable focus
+    # (J = -I + W, eigenvalues 1 +- 2i) and tanh is bounded: every orbit but x = 0 goes to a
+    # limit cycle, so no pilot trajectory settles, diverges or stalls
+    from koopnet.resilience import NOT_INTEGRATED, BasinStatus
+    from koopnet.simulate import TrajectoryStatus
+
+    W = 2.0 * np.array([[1.0, -1.0], [1.0, 1.0]])
+    batch = NetworkBatch(W[None], np.zeros((1, 2)), "tanh")
+    ds = equilibria_ds([[np.zeros(2)]], [[int(EquilibriumType.unstable_focus)]], 2)
+    stable = np.zeros((1, 1), dtype=bool)
+    M, P = 40, 10
+    res = basin_stability(batch, [5], ds.x_eq.values, stable,
+                          ResilienceSettings(n_initial_conditions=M, basin_pilot=P))
+    assert res["sampling"][0] == BasinStatus.pilot_no_stable_equilibrium
+    assert res["n_integrated"][0] == P
+    assert res["fraction_unsettled"][0] == 1.0
+    assert res["fraction_diverged"][0] == res["fraction_stalled"][0] == res["fraction_unassigned"][0] == 0.0
+    assert np.all(res["labels"][0, P:] == NOT_INTEGRATED)
+    # the pilot is the first P initial conditions of the full run, which agrees: all unsettled
+    full = basin_stability(batch, [5], ds.x_eq.values, stable,
+                           ResilienceSettings(n_initial_conditions=M, basin_pilot=0))
+    assert full["sampling"][0] == BasinStatus.all_initial_conditions and full["n_integrated"][0] == M
+    assert full["fraction_unsettled"][0] == 1.0
+    np.testing.assert_array_equal(res["labels"][0, :P], full["labels"][0, :P])
+    assert np.all(full["labels"][0] != NOT_INTEGRATED)
+    np.testing.assert_array_equal(res["box_lower"], full["box_lower"])
+    assert TrajectoryStatus.unsettled == 2  # the pilot's test reads this code
+
+
+def test_basin_pilot_that_finds_a_missed_stable_state_integrates_all():
+    # bistable 1-D logistic (beta = 8, theta = -3.5) with only its unstable root known: the
+    # pilot's trajectories settle on the two stable roots the "search" missed, so all initial
+    # conditions are integrated and the result is the full run's
+    from koopnet.resilience import BasinStatus
+
+    beta, theta = 8.0, -3.5
+    xs, types, r, _ = one_d_equilibria(beta, theta)
+    saddle = [x for x, t in zip(xs, types) if t == int(EquilibriumType.saddle)]
+    ds = equilibria_ds([saddle], [[int(EquilibriumType.saddle)]], 1)
+    stable = np.zeros((1, 1), dtype=bool)
+    batch = NetworkBatch([[[beta]]], [[theta]], "logistic")
+    M = 60
+    res = basin_stability(batch, [7], ds.x_eq.values, stable,
+                          ResilienceSettings(n_initial_conditions=M, basin_pilot=10))
+    full = basin_stability(batch, [7], ds.x_eq.values, stable,
+                           ResilienceSettings(n_initial_conditions=M, basin_pilot=0))
+    assert res["sampling"][0] == BasinStatus.all_initial_conditions and res["n_integrated"][0] == M
+    for name in ("fraction_unassigned", "fraction_unsettled", "fraction_diverged", "labels"):
+        np.testing.assert_array_equal(res[name], full[name])
+    assert res["fraction_unassigned"][0] == 1.0  # every state settles on an unknown stable root
+
+
+def test_basin_pilot_only_where_no_stable_equilibrium_is_known():
+    # the same bistable network with its stable roots known: the pilot rule does not apply
+    from koopnet.resilience import BasinStatus
+
+    beta, theta = 8.0, -3.5
+    xs, types, _, _ = one_d_equilibria(beta, theta)
+    ds = equilibria_ds([xs], [types], 1)
+    stable = np.isin(ds.eq_type.values, [0, 1])
+    batch = NetworkBatch([[[beta]]], [[theta]], "logistic")
+    res = basin_stability(batch, [7], ds.x_eq.values, stable,
+                          ResilienceSettings(n_initial_conditions=30, basin_pilot=5))
+    assert res["sampling"][0] == BasinStatus.all_initial_conditions and res["n_integrated"][0] == 30
+    assert np.nansum(res["basin_stability"][0]) == 1.0

@@ -173,3 +173,18 @@ def test_bad_input_raises():
         integrate(batch, np.zeros((1, 2, 3)), 1.0)
     with pytest.raises(ValueError):
         integrate(batch, np.zeros((1, 2, 1)), 1.0, t_eval=[0.5, 0.2])
+
+
+def test_non_contiguous_initial_conditions():
+    # x0 picked by fancy indexing along the trajectory axis need not be C-contiguous; the end
+    # states must still be the integrated ones (they were once written into a reshaped copy)
+    rng = np.random.default_rng(8)
+    batch = _random_batch(rng, 2, 3, 1.5, "tanh")
+    x = rng.normal(0.0, 1.0, (2, 5, 3))
+    x0 = x[np.arange(2)][:, np.arange(5)]
+    x0 = np.asfortranarray(x0)
+    assert not x0.flags.c_contiguous
+    a = integrate(batch, x0, 5.0)
+    b = integrate(batch, np.ascontiguousarray(x0), 5.0)
+    np.testing.assert_array_equal(a.x_final, b.x_final)
+    assert not np.array_equal(a.x_final, x0)

@@ -233,7 +233,7 @@ def integrate(
     if not isinstance(batch, NetworkBatch):
         raise TypeError("batch must be a NetworkBatch")
     B, N = len(batch), batch.n_units
-    x0 = np.asarray(x0, dtype=float)
+    x0 = np.ascontiguousarray(x0, dtype=float)  # x_final.reshape below must be a view
     if x0.ndim == 2 and B == 1:
         x0 = x0[None]
     if x0.ndim != 3 or x0.shape[0] != B or x0.shape[2] != N:
