@@ -527,3 +527,75 @@ def test_basin_pilot_only_where_no_stable_equilibrium_is_known():
                           ResilienceSettings(n_initial_conditions=30, basin_pilot=5))
     assert res["sampling"][0] == BasinStatus.all_initial_conditions and res["n_integrated"][0] == 30
     assert np.nansum(res["basin_stability"][0]) == 1.0
+
+
+def test_lyapunov_certificate_never_passes_an_unstable_jacobian():
+    # J = -I + W diag(d): the certificate from a P at a reactive stable reference d0 is tried
+    # on Jacobians near and far from it (units switched off, gains scaled up to instability);
+    # every pass must be stable by eigvals, and both outcomes must occur among stable ones
+    from koopnet._resilience_removal import _Lyapunov
+
+    rng = np.random.default_rng(3)
+    passes = fails_stable = unstable = 0
+    for trial in range(12):
+        N = int(rng.integers(8, 30))
+        W = rng.normal(0.0, 3.2 / np.sqrt(N), (N, N))
+        d0 = np.full(N, 0.25)
+        J0 = -np.eye(N) + W * d0
+        assert np.max(np.linalg.eigvalsh(0.5 * (J0 + J0.T))) > 0 or trial  # reactive (typical)
+        cert = _Lyapunov(W, d0)
+        stable0 = np.max(np.linalg.eigvals(J0).real) < 0
+        assert cert.ok == stable0 or not cert.ok  # no P > 0 for an unstable reference
+        if not cert.ok:
+            continue
+        assert cert.certifies(d0)
+        for scale in (0.9, 1.0, 1.05, 1.15, 1.3, 1.6):
+            d = d0 * scale * rng.uniform(0.8, 1.0, N)
+            d[rng.random(N) < 0.2] = 0.0  # switched-off units
+            for cholesky in (False, True):
+                ok = cert.certifies(d, cholesky=cholesky)
+                lam = np.max(np.linalg.eigvals(-np.eye(N) + W * d).real)
+                if ok:
+                    assert lam < 0
+                    passes += 1
+                elif lam < 0:
+                    fails_stable += 1
+                else:
+                    unstable += 1
+    assert passes > 10 and fails_stable > 0 and unstable > 0  # non-trivial on all sides
+
+
+@pytest.mark.parametrize("N,g,seed", [(32, 5.0, 0), (32, 5.0, 2), (40, 5.0, 1), (40, 4.0, 2)])
+def test_reactive_state_robustness_equals_the_eigenvalue_reference(N, g, seed, monkeypatch):
+    # logistic, W_ij ~ N(0, g^2 / N), theta = -W 1 / 2 + N(0, 0.25): stable states that are
+    # reactive (lambda_max of the symmetric part of J > 0), so the chord path certifies
+    # removals by Lyapunov matrices, while the reference computes eigenvalues at every removal;
+    # the same removals must be survived (states lost midway in the first three cases)
+    import koopnet._resilience_removal as removal
+    from koopnet.equilibria import equilibria_dataset
+    from koopnet.resilience import stability_measures, structural_robustness
+
+    rng = np.random.default_rng(seed)
+    W = rng.normal(0.0, g / np.sqrt(N), (1, N, N))
+    batch = NetworkBatch(W, -W.sum(axis=2) / 2 + rng.normal(0.0, 0.5, (1, N)), "logistic")
+    eq = equilibria_dataset(batch, [seed])
+    stable = np.isin(eq.eq_type.values, [0, 1])
+    x = np.where(stable[..., None], eq.x_eq.values, np.nan)
+    _, react = stability_measures(W, x, batch.activation)
+    assert np.all(react[stable] > 0)  # reactive
+    used = []
+    original = removal._Lyapunov.certifies
+
+    def counting(self, d, cholesky=True):
+        out = original(self, d, cholesky)
+        used.append(out)
+        return out
+
+    monkeypatch.setattr(removal._Lyapunov, "certifies", counting)
+    kw = dict(robustness_orders=3)
+    fast, _ = structural_robustness(batch, [seed], x, stable,
+                                    ResilienceSettings(robustness_method="chord", **kw))
+    ref, _ = structural_robustness(batch, [seed], x, stable,
+                                   ResilienceSettings(robustness_method="continuation", **kw))
+    assert any(used)  # the certificate decided some removals
+    np.testing.assert_array_equal(fast, ref)

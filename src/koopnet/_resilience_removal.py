@@ -20,8 +20,19 @@ equilibrium, one random order) is followed with
   ||W_kept||_2 max|delta sigma'|, Weyl). While r < 0 the state is certified stable; when it
   is not, a Cholesky test of the symmetric part shifted by half the last exact margin
   (O(N^3 / 3)) re-banks it, else ``eigvalsh`` gives it exactly, and only where that is not
-  negative (a reactive state) are the eigenvalues computed, as in the reference
-  (:func:`koopnet._resilience_continuation.certified_stable` is the same test);
+  negative (a reactive state) does a **Lyapunov certificate** take over (below), and only
+  where that fails are the eigenvalues computed, as in the reference
+  (:func:`koopnet._resilience_continuation.certified_stable` is the P = I case);
+* **Lyapunov certificates for reactive states**: J is stable if some P > 0 makes
+  Q = -(J^T P + P J) positive definite (Lyapunov). P solves J_0^T P + P J_0 = -I at a
+  reference state (O(N^3) once, checked positive definite); with G = P W precomputed, every
+  later Jacobian J = -I + W D (D = diag(sigma'(x)) on the kept units, 0 on removed ones: the
+  switched-off system, whose spectrum is the kept network's plus -1) has
+  Q(D) = 2 P - G D - (G D)^T, formed in O(N^2). A Cholesky factorisation of Q(D) - c I
+  (N^3 / 3, shift covering its round-off) certifies it and banks the lower bound c of
+  lambda_min(Q); until the next one, lambda_min(Q(D')) >= c - 2 ||G (D' - D)||_F (Weyl),
+  an O(N) test with the column norms of G. A fail decides nothing: a new P at the current
+  state, then ``eigvals``, decide;
 * **contraction certificate**: once ||W_kept||_2 Lip(sigma) < 1 the kept network and every
   network reached by further removals (principal submatrices, columns scaled down) is a
   contraction with a unique, globally stable equilibrium: every later removal is survived.
@@ -34,7 +45,7 @@ which then decides it exactly as before.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import lu_factor
+from scipy.linalg import lu_factor, solve_continuous_lyapunov
 from scipy.linalg.lapack import dgetrs
 
 from ._resilience_continuation import (
@@ -103,6 +114,66 @@ class _Chord:
         return y
 
 
+class _Lyapunov:
+    """A Lyapunov matrix P > 0 of one reference Jacobian, tested on later Jacobians -I + W D.
+
+    ``certifies(d)`` is a sufficient test of stability of J = -I + W diag(d): never a false
+    pass (P exactly symmetric and checked positive definite; every Cholesky test shifted to
+    cover its round-off), a fail decides nothing.
+    """
+
+    #: the fraction of lambda_min(Q) (1 at the reference) a Cholesky test first tries to bank
+    BANK = 0.25
+
+    def __init__(self, W: np.ndarray, d: np.ndarray):
+        N = d.size
+        J = W * d[None, :]
+        J.flat[:: N + 1] -= 1.0
+        self.ok = False
+        if not np.all(np.isfinite(J)):
+            return
+        try:  # J^T P + P J = -I; fails (or P is indefinite) when J is not stable
+            P = solve_continuous_lyapunov(J.T, -np.eye(N))
+        except (np.linalg.LinAlgError, ValueError):
+            return
+        P = 0.5 * (P + P.T)
+        self.eps = 8.0 * N * np.finfo(float).eps
+        T = P.copy()
+        T.flat[:: N + 1] -= self.eps * np.max(np.abs(P))
+        if not _cholesky_ok(T):
+            return
+        self.P, self.G = P, P @ W
+        # G is P W up to |E| <= N eps |P| |W| (elementwise), so Q formed from G is the true
+        # -(J^T P + P J) up to 2 ||E D||_2 <= 2 N eps ||P||_F ||W||_F max|d|
+        self.g_err = 2.0 * N * np.finfo(float).eps * np.linalg.norm(P) * np.linalg.norm(W)
+        self.col = np.linalg.norm(self.G, axis=0)  # ||G e_i||
+        self.ok = True
+        self.bank, self.d_ref = 0.0, None
+
+    def certifies(self, d: np.ndarray, cholesky: bool = True) -> bool:
+        """Is -I + W diag(d) certified stable by this P? ``cholesky=False``: the O(N) test only."""
+        if not self.ok:
+            return False
+        if self.d_ref is not None and self.bank > 0:
+            drift = 2.0 * np.sqrt(np.sum(((d - self.d_ref) * self.col) ** 2))
+            if drift + self.g_err * np.max(np.abs(d)) < self.bank:
+                return True
+        if not cholesky:
+            return False
+        GD = self.G * d[None, :]
+        Q = 2.0 * self.P - GD - GD.T
+        N = d.size
+        margin = self.eps * np.max(np.abs(Q)) + self.g_err * np.max(np.abs(d))
+        for c in (self.BANK, 0.0):
+            T = Q.copy()
+            T.flat[:: N + 1] -= c + margin
+            if _cholesky_ok(T):
+                self.bank, self.d_ref = c, d.copy()
+                return True
+        self.bank, self.d_ref = 0.0, None
+        return False
+
+
 def _chord_step(chord, field, x, before, after, j, tol, max_iter):
     """Remove unit j from the equilibrium x by chord Newton from the tangent predictor.
 
@@ -139,6 +210,7 @@ def removal_sequence_survival(
     w_norm: float,
     reactivity: float,
     opts: dict,
+    shared: dict | None = None,
 ) -> int:
     """Removals survived by a stable equilibrium when units are removed in ``order``.
 
@@ -158,6 +230,9 @@ def removal_sequence_survival(
     opts : dict
         Options of :func:`continue_unit_removal` for the fallback (``newton_tol`` and
         ``newton_max_iter`` are also those of the chord Newton).
+    shared : dict, optional
+        One dict per equilibrium, passed to each of its removal orders: the Lyapunov matrix
+        of the intact state is computed once and tried first by every order.
 
     Returns
     -------
@@ -180,13 +255,14 @@ def removal_sequence_survival(
     # ||W_kept||_2 max |delta sigma'| (Weyl); it is re-banked by Cholesky tests.
     r_ub = reactivity if np.isfinite(reactivity) else np.inf
     bank = -0.5 * r_ub if r_ub < 0 else 0.0  # a margin a Cholesky test tries to confirm
+    lyap: _Lyapunov | None = None  # the Lyapunov certificate of a reactive state
 
     def field(x, alive):
         return (-x + W @ (act.sigma(x) * alive) + theta) * alive
 
     def stable_now(x, alive):
         """(stable?, new r_ub) of the kept network at x; eigenvalues only if not certified."""
-        nonlocal bank
+        nonlocal bank, lyap
         keep = np.flatnonzero(alive)
         J = chord.jacobian(x, alive)[np.ix_(keep, keep)]
         S = -0.5 * (J + J.T)
@@ -195,11 +271,27 @@ def removal_sequence_survival(
             T.flat[:: keep.size + 1] -= bank + eps * np.max(np.abs(J))
             if _cholesky_ok(T):
                 return True, -bank
+        d = act.dsigma(x) * alive
+        if lyap is not None and lyap.certifies(d, cholesky=False):  # O(N)
+            return True, np.inf
         react = -np.linalg.eigvalsh(S)[0]  # exact, about 6 Cholesky factorisations
         if react < 0:
             bank = -0.5 * react
             return True, react
         bank = 0.0
+        # a reactive state: the last P (one Cholesky), else the intact state's P, else a new
+        # P at this state (fails where the state is not stable), else the eigenvalues
+        if lyap is not None and lyap.certifies(d):
+            return True, react
+        if shared is not None:
+            if "lyapunov" not in shared:
+                shared["lyapunov"] = _Lyapunov(W, act.dsigma(np.asarray(x0, dtype=float)))
+            if shared["lyapunov"] is not lyap and shared["lyapunov"].certifies(d):
+                lyap = shared["lyapunov"]
+                return True, react
+        lyap = _Lyapunov(W, d)
+        if lyap.certifies(d):
+            return True, react
         return bool(_leading_eigenvalue(J[None])[0].real < 0), np.inf
 
     with np.errstate(all="ignore"):

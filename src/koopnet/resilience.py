@@ -501,9 +501,10 @@ def structural_robustness(
         Wb, thb = np.asarray(batch.W[b]), np.asarray(batch.theta[b])
         if chord:
             wn = contraction_norm(Wb) if w_norm is None else float(w_norm[b])
+            shared = [{} for _ in es]  # per equilibrium, for all its orders: its Lyapunov matrix
             survived = np.array([[removal_sequence_survival(Wb, thb, batch.activation, x_eq[b, e],
-                                                            orders[r], wn, react[b, e], opts)
-                                  for r in range(R)] for e in es], dtype=float)
+                                                            orders[r], wn, react[b, e], opts, shared[i])
+                                  for r in range(R)] for i, e in enumerate(es)], dtype=float)
         else:
             survived = _removal_continuation(Wb, thb, batch.activation, x_eq[b, es], orders,
                                              opts).reshape(es.size, R)
