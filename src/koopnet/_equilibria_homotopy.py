@@ -47,9 +47,9 @@ __all__ = ["homotopy_crossings", "CHORD_COST"]
 #: CHORD_COST / N (measured ratio of their CPU times, numpy/scipy, N = 200 and 500).
 CHORD_COST = 12.0
 
-_MAX_CHORD = 50  # chord iterations per corrector attempt
-_RATE = 0.9  # the corrector gives up when a residual falls by less than this factor
-_TARGET = 24  # corrector iterations aimed at: fewer -> longer steps, more -> shorter
+_MAX_CHORD = 80  # chord iterations per corrector attempt
+_RATE = 0.95  # the corrector gives up when a residual falls by less than this factor
+_TARGET = 32  # corrector iterations aimed at: fewer -> longer steps, more -> shorter
 _CORRECTOR_TOL = 1e-9  # path points: ||H||_inf <= tol (1 + ||x||_inf)
 
 
