@@ -862,6 +862,13 @@ def test_reflection_completes_the_pairs_of_an_odd_symmetric_network():
     assert np.all(d.min(axis=1) <= 1e-12)
     assert np.any(r.strategy == EquilibriumStrategy.reflection)
     np.testing.assert_array_less(residual(net, r.x), 1e-14)
+    # a mirror pair shares its eigenvalues (J(-x) = J(x), sigma' even): computed once, equal to
+    # those of the Jacobian at each point (eigenvalue condition ~ 1e-12 here)
+    J = -np.eye(N) + net.W * net.activation.dsigma(r.x)[:, None, :]
+    for i, j in enumerate(d.argmin(axis=1)):
+        assert r.jacobian_eigenvalues[i].tobytes() == r.jacobian_eigenvalues[j].tobytes()
+        direct = np.sort_complex(np.linalg.eigvals(J[i]))
+        np.testing.assert_allclose(np.sort_complex(r.jacobian_eigenvalues[i]), direct, atol=1e-10)
     # not symmetric: no reflection
     net2 = Network(W, -0.5 * W.sum(axis=1) + 0.1, "logistic")
     r2 = find_equilibria(net2, EquilibriumSettings(n_starts=8, index_retries=0), seed=3)

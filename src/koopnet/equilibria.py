@@ -1099,11 +1099,18 @@ def _find_batch(
         found[b].strategy = strat[net == b]
     resolved = err <= 0.1 * settings.dedup_rtol * (1.0 + np.max(np.abs(X), axis=-1, initial=0.0))
     ev = np.empty((X.shape[0], N), dtype=complex)
+    # odd-symmetric networks: J(-x*) = -I + W diag(sigma'(-x*)) = J(x*) (sigma' is even), so a
+    # mirror pair shares one eigendecomposition (half of them at large N, all found in pairs)
+    src = np.arange(X.shape[0])
+    for b in np.flatnonzero(symmetric & searched):
+        idx = np.flatnonzero(net == b)
+        src[idx] = idx[_mirror_pairs(X[idx], settings.dedup_rtol)[0]]
+    todo = np.flatnonzero(src == np.arange(X.shape[0]))
     chunk = max(1, settings.chunk_elements // max(N * N, 1))
-    for c0 in range(0, X.shape[0], chunk):
-        ev[c0 : c0 + chunk] = np.linalg.eigvals(
-            full.jacobian(X[c0 : c0 + chunk], net[c0 : c0 + chunk])
-        )
+    for c0 in range(0, todo.size, chunk):
+        sub = todo[c0 : c0 + chunk]
+        ev[sub] = np.linalg.eigvals(full.jacobian(X[sub], net[sub]))
+    ev = ev[src]
     minus_one = np.repeat(np.array([f.eig_minus_one for f in found], dtype=bool), counts)
     ev[minus_one] = -1.0 + 0.0j
     ev = sort_eigenvalues(ev)
