@@ -32,7 +32,8 @@ equilibrium, one random order) is followed with
   (N^3 / 3, shift covering its round-off) certifies it and banks the lower bound c of
   lambda_min(Q); until the next one, lambda_min(Q(D')) >= c - 2 ||G (D' - D)||_F (Weyl),
   an O(N) test with the column norms of G. A fail decides nothing: a new P at the current
-  state, then ``eigvals``, decide;
+  state, then ``eigvals``, decide (near a stability boundary, where each P certifies only a
+  few states, new solves back off: 1, 2, 4, ... ``eigvals`` decisions between them);
 * **contraction certificate**: once ||W_kept||_2 Lip(sigma) < 1 the kept network and every
   network reached by further removals (principal submatrices, columns scaled down) is a
   contraction with a unique, globally stable equilibrium: every later removal is survived.
@@ -62,6 +63,9 @@ __all__ = ["removal_sequence_survival", "contraction_norm"]
 _MAX_RANK = 32
 #: chord iterations contracting the residual by less than this factor trigger a refresh.
 _SLOW = 0.25
+#: a Lyapunov matrix that certified fewer states than this did not pay for its solve (about
+#: 4 ``eigvals`` at N = 1000): the next solve waits for 1, 2, 4, ... eigenvalue decisions
+_LYAPUNOV_PAYS = 4
 
 
 def contraction_norm(W: np.ndarray) -> float:
@@ -149,6 +153,7 @@ class _Lyapunov:
         self.col = np.linalg.norm(self.G, axis=0)  # ||G e_i||
         self.ok = True
         self.bank, self.d_ref = 0.0, None
+        self.uses = 0  # states certified
 
     def certifies(self, d: np.ndarray, cholesky: bool = True) -> bool:
         """Is -I + W diag(d) certified stable by this P? ``cholesky=False``: the O(N) test only."""
@@ -157,6 +162,7 @@ class _Lyapunov:
         if self.d_ref is not None and self.bank > 0:
             drift = 2.0 * np.sqrt(np.sum(((d - self.d_ref) * self.col) ** 2))
             if drift + self.g_err * np.max(np.abs(d)) < self.bank:
+                self.uses += 1
                 return True
         if not cholesky:
             return False
@@ -169,6 +175,7 @@ class _Lyapunov:
             T.flat[:: N + 1] -= c + margin
             if _cholesky_ok(T):
                 self.bank, self.d_ref = c, d.copy()
+                self.uses += 1
                 return True
         self.bank, self.d_ref = 0.0, None
         return False
@@ -256,13 +263,14 @@ def removal_sequence_survival(
     r_ub = reactivity if np.isfinite(reactivity) else np.inf
     bank = -0.5 * r_ub if r_ub < 0 else 0.0  # a margin a Cholesky test tries to confirm
     lyap: _Lyapunov | None = None  # the Lyapunov certificate of a reactive state
+    backoff = skip = 0  # eigenvalue decisions before the next Lyapunov solve
 
     def field(x, alive):
         return (-x + W @ (act.sigma(x) * alive) + theta) * alive
 
     def stable_now(x, alive):
         """(stable?, new r_ub) of the kept network at x; eigenvalues only if not certified."""
-        nonlocal bank, lyap
+        nonlocal bank, lyap, backoff, skip
         keep = np.flatnonzero(alive)
         J = chord.jacobian(x, alive)[np.ix_(keep, keep)]
         S = -0.5 * (J + J.T)
@@ -289,9 +297,15 @@ def removal_sequence_survival(
             if shared["lyapunov"] is not lyap and shared["lyapunov"].certifies(d):
                 lyap = shared["lyapunov"]
                 return True, react
-        lyap = _Lyapunov(W, d)
-        if lyap.certifies(d):
-            return True, react
+        if lyap is not None:  # it stopped certifying: did it pay for its solve?
+            backoff = 0 if lyap.uses >= _LYAPUNOV_PAYS else max(1, 2 * backoff)
+            skip, lyap = backoff, None
+        if skip > 0:  # recent matrices did not pay (a state near its stability boundary)
+            skip -= 1
+        else:
+            lyap = _Lyapunov(W, d)
+            if lyap.certifies(d):
+                return True, react
         return bool(_leading_eigenvalue(J[None])[0].real < 0), np.inf
 
     with np.errstate(all="ignore"):
