@@ -914,3 +914,25 @@ def test_mirror_pooled_chao1():
     # two singleton pairs, no doubletons: chao1 = 2 + (1/2) 2 * 1 / 2 = 2.5 pairs -> 5 equilibria
     est, _, observed = _mirror_chao1(np.array([a, c]), np.array([1, 1]), 1e-6)
     assert observed == 4 and est == 5.0
+
+
+def test_homotopy_path_never_crosses_twice_at_one_equilibrium():
+    """A path is a smooth curve through (x*, 1) once for each equilibrium it crosses at (x* is
+    regular), so the crossings of one path are distinct; a repeat means the tracker jumped or
+    the crossing's Newton refinement converged elsewhere (3 repeats on this network before the
+    crossing-step rule). g = 8, N = 50: paths fold across lam = 1 many times."""
+    from koopnet._equilibria_homotopy import homotopy_crossings
+    from koopnet._random import stage_rng
+    from koopnet.equilibria import _dedup
+
+    N = 50
+    W = np.random.default_rng(50_000).normal(0.0, 8.0 / np.sqrt(N), (N, N))
+    net = Network(W, -W.sum(axis=1) / 2, "logistic")
+    b = net.theta + stage_rng(50_000, "equilibria_homotopy").random((8, N)) @ W.T
+    x, path, _ = homotopy_crossings(W, net.theta, net.activation, b, max_work=3000, tol=1e-10)
+    assert np.bincount(path).max() >= 9  # folding paths
+    np.testing.assert_array_less(residual(net, x), 1e-10)
+    for p in np.unique(path):
+        xp = x[path == p]
+        lab = _dedup(xp[None], np.ones((1, len(xp)), bool), 1e-6)[0]
+        assert np.all(lab == np.arange(len(xp))), p
