@@ -599,3 +599,29 @@ def test_reactive_state_robustness_equals_the_eigenvalue_reference(N, g, seed, m
                                    ResilienceSettings(robustness_method="continuation", **kw))
     assert any(used)  # the certificate decided some removals
     np.testing.assert_array_equal(fast, ref)
+
+
+@pytest.mark.parametrize("seed", [104, 109, 116, 124])
+def test_chord_losses_equal_the_continuation_reference(seed):
+    # states lost midway (by a removal whose end state is unstable, decided by the chord path
+    # without the reference's bisection) on random logistic/tanh networks: the same removals
+    # survived as the continuation reference
+    from koopnet.equilibria import equilibria_dataset
+    from koopnet.resilience import structural_robustness
+
+    rng = np.random.default_rng(seed)
+    N, g = int(rng.integers(12, 40)), float(rng.uniform(3.5, 7))
+    act = ["logistic", "tanh"][seed % 2]
+    W = rng.normal(0.0, g / np.sqrt(N) * (1.0 if act == "logistic" else 0.3), (1, N, N))
+    theta = (-W.sum(axis=2) / 2 if act == "logistic" else 0) + rng.normal(0, 0.5, (1, N))
+    batch = NetworkBatch(W, theta, act)
+    eq = equilibria_dataset(batch, [seed])
+    stable = np.isin(eq.eq_type.values, [0, 1])
+    x = np.where(stable[..., None], eq.x_eq.values, np.nan)
+    kw = dict(robustness_orders=3)
+    fast, _ = structural_robustness(batch, [seed], x, stable,
+                                    ResilienceSettings(robustness_method="chord", **kw))
+    ref, _ = structural_robustness(batch, [seed], x, stable,
+                                   ResilienceSettings(robustness_method="continuation", **kw))
+    assert np.all(ref[stable] < 0.9)  # lost midway
+    np.testing.assert_array_equal(fast, ref)

@@ -40,7 +40,10 @@ equilibrium, one random order) is followed with
 
 A removal whose chord step fails (no convergence, or a corrector larger than half the
 predicted move: a possible jump to another branch) is handed to the reference continuation,
-which then decides it exactly as before.
+which then decides it exactly as before. A removal whose chord step is accepted but ends on
+an unstable state (by eigenvalues) loses the state: the branch followed from a stable state
+lost stability on the way, which the reference finds by bisection with an ``eigvals`` per
+step (same survivals on the tests' random networks).
 """
 
 from __future__ import annotations
@@ -335,6 +338,11 @@ def removal_sequence_survival(
                 r_ub += w_norm * np.max(np.abs(act.dsigma(xn) - act.dsigma(x))[alive > 0])
                 if not r_ub < 0:
                     ok, r_ub = stable_now(xn, alive)
+                    if not ok:
+                        # the branch, followed from a stable state at p = 0, ends unstable at
+                        # p = 1 (eigenvalues): it lost stability on the way, as the reference
+                        # continuation finds by bisection (an eigvals per step)
+                        return k - 1
             if not ok:  # the reference decides this removal
                 keep = np.flatnonzero(before)
                 pos = int(np.flatnonzero(keep == j)[0])
