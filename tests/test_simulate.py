@@ -188,3 +188,44 @@ def test_non_contiguous_initial_conditions():
     b = integrate(batch, np.ascontiguousarray(x0), 5.0)
     np.testing.assert_array_equal(a.x_final, b.x_final)
     assert not np.array_equal(a.x_final, x0)
+
+
+@pytest.mark.parametrize("T", [21, 401])
+def test_dense_samples_match_the_exact_solution_without_extra_steps(T):
+    # linear activation: x(t) = x* + expm(A t)(x0 - x*), A = W/4 - I. Dense samples (DOPRI5's
+    # quartic interpolant) carry an error of the order of the local tolerance per step, so
+    # the same 1e-7 bound as the clipped samples of a 1e-9 run holds; the steps are those of
+    # a run without samples
+    rng = np.random.default_rng(2)
+    N = 5
+    W = rng.normal(0.0, 1.0, (N, N))
+    theta = rng.normal(0.0, 1.0, N)
+    A = W / 4 - np.eye(N)
+    x_star = np.linalg.solve(A, -(W @ np.full(N, 0.5) + theta))
+    x0 = rng.normal(0.0, 2.0, (1, 4, N))
+    t_eval = np.linspace(0.0, 10.0, T)
+    batch = NetworkBatch(W[None], theta[None], "linear")
+    kw = dict(rtol=1e-9, atol=1e-12, settle_tol=1e-10)
+    tr = integrate(batch, x0, 10.0, t_eval=t_eval, dense=True, **kw)
+    plain = integrate(batch, x0, 10.0, **kw)
+    np.testing.assert_array_equal(tr.n_steps, plain.n_steps)
+    np.testing.assert_array_equal(tr.x_final, plain.x_final)
+    for m in range(4):
+        exact = np.stack([x_star + expm(A * t) @ (x0[0, m] - x_star) for t in t_eval])
+        np.testing.assert_allclose(tr.x_eval[0, m], exact, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(tr.x_eval[0, :, 0], x0[0])
+    np.testing.assert_array_equal(tr.x_eval[0, :, -1], tr.x_final[0])  # t = t_max: the end state
+    clipped = integrate(batch, x0, 10.0, t_eval=t_eval, **kw)
+    if T == 401:  # samples denser than the steps: clipping costs steps, dense output does not
+        assert np.all(clipped.n_steps > tr.n_steps)
+
+
+def test_dense_samples_hold_settled_and_nan_diverged_states():
+    batch = NetworkBatch([[[-48.0]]], [[24.0]], "cubic")
+    t_eval = np.linspace(0, 20, 11)
+    tr = integrate(batch, [[[5.0], [-0.5]]], 20.0, t_eval=t_eval, dense=True)
+    assert tr.status[0, 0] == TrajectoryStatus.diverged
+    assert np.isfinite(tr.x_eval[0, 0, 0, 0]) and np.all(np.isnan(tr.x_eval[0, 0, 1:]))
+    assert tr.status[0, 1] == TrajectoryStatus.settled
+    after = t_eval > tr.t_end[0, 1]
+    np.testing.assert_array_equal(tr.x_eval[0, 1, after, 0], tr.x_final[0, 1, 0])
