@@ -11,12 +11,8 @@ CORES ?= all
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 
-# The perturbative-family tests run in a process of their own: after tests/test_config.py ..
-# test_ensembles.py in the same process, its first JAX kernel call deadlocks (futex wait inside XLA;
-# reproducible, cause not yet found). Alone they pass.
 test: $(STAMP)
-	$(BIN)/pytest -q --ignore=tests/test_koopman_perturbative.py
-	$(BIN)/pytest -q tests/test_koopman_perturbative.py
+	$(BIN)/pytest -q
 
 test-cluster: $(STAMP)
 	bash tests/cluster/run.sh

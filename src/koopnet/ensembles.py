@@ -16,12 +16,13 @@ import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 __all__ = [
     "ENSEMBLES",
+    "FEEDFORWARD_SPLITS",
     "THETA_MODES",
     "Parameter",
     "PARAMETERS",
@@ -31,6 +32,8 @@ __all__ = [
     "draw_weights",
     "draw_theta",
     "ensemble_parameters",
+    "feedforward_split",
+    "perturbed_feedforward_split",
     "theta_parameters",
     "load_weight_file",
     "gaussian",
@@ -160,6 +163,61 @@ def perturbed_feedforward(
     w_ff = feedforward(n_units, rng, g=g, layers=layers)
     r = np.triu(rng.standard_normal((n_units, n_units)))
     return w_ff + eps * r / np.linalg.norm(r, 2)
+
+
+def perturbed_feedforward_split(
+    W: np.ndarray, g: float = 1.0, layers: int = 0, eps: float = 0.1
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The decomposition W = W_ff + eps R_hat a :func:`perturbed_feedforward` network was built from.
+
+    W_ff = tril(W, -1) exactly (R_hat lives on and above the diagonal), eps is the declared
+    parameter (exactly), R_hat = triu(W) / eps (to one rounding of the draw's eps R_hat).
+
+    Parameters
+    ----------
+    W : array, shape (N, N)
+    g, layers, eps
+        The ensemble's parameters (those W was drawn with).
+
+    Returns
+    -------
+    (W_ff, R_hat, eps), or None when W is not such a draw: eps = 0 (no recurrent part), or
+    ||triu(W)||_2 differs from eps beyond round-off (e.g. a trained checkpoint of the draw).
+    """
+    eps = float(eps)
+    upper = np.triu(W)
+    if eps <= 0.0 or not np.isclose(np.linalg.norm(upper, 2), eps, rtol=1e-12, atol=0.0):
+        return None
+    return np.tril(W, -1), upper / eps, eps
+
+
+#: ensemble -> function (W, **params) -> (W_ff, R_hat, eps) or None: the split W = W_ff + eps R_hat
+#: (W_ff acyclic in the natural unit order) an ensemble declares for its draws (docs/perturbative.md)
+FEEDFORWARD_SPLITS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray, float] | None]] = {
+    "perturbed_feedforward": perturbed_feedforward_split,
+}
+
+
+def feedforward_split(W: np.ndarray, point: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The declared split W = W_ff + eps R_hat of a network drawn at sweep point ``point``.
+
+    Parameters
+    ----------
+    W : array, shape (N, N)
+    point : mapping or None
+        The sweep point's values (``ensemble`` and the ensemble's parameters, as in
+        ``SweepPoint.values``); None when unknown.
+
+    Returns
+    -------
+    (W_ff, R_hat, eps), or None when the ensemble declares no split (every ensemble but
+    ``perturbed_feedforward``), the point is unknown, or W is not the ensemble's draw.
+    """
+    if point is None or point.get("ensemble") not in FEEDFORWARD_SPLITS:
+        return None
+    name = point["ensemble"]
+    params = {k: v for k, v in point.items() if k in ensemble_parameters(name)}
+    return FEEDFORWARD_SPLITS[name](np.asarray(W, dtype=float), **params)
 
 
 def orthogonal(n_units: int, rng: np.random.Generator, g: float = 1.0) -> np.ndarray:

@@ -25,13 +25,9 @@ This is the only koopnet module that imports JAX.
 
 from __future__ import annotations
 
-import os
-import sys
+from ._jax import configure_xla
 
-if "jax" not in sys.modules:  # one XLA thread: reductions in a fixed order (same bytes on any machine load)
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    ).strip()
+configure_xla()  # one XLA thread: reductions in a fixed order (same bytes on any machine load)
 
 from dataclasses import dataclass, field  # noqa: E402
 from enum import IntEnum  # noqa: E402

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import logging
 import sys
 import time
@@ -166,7 +167,7 @@ def run_training(point: SweepPoint, seed_indices: Sequence[int], config_seed: in
 
 def run_stage(stage: str, activation: str, networks: str | Path | xr.Dataset,
               upstream: Mapping[str, str | Path | xr.Dataset], config: Mapping[str, Any],
-              out: str | Path | None, threads: int = 1) -> xr.Dataset:
+              out: str | Path | None, threads: int = 1, point: Mapping[str, Any] | None = None) -> xr.Dataset:
     """Run analysis ``stage`` on a job's networks and write its dataset.
 
     Parameters
@@ -185,6 +186,10 @@ def run_stage(stage: str, activation: str, networks: str | Path | xr.Dataset,
         Where to write the result; None: only return it.
     threads : int
         BLAS threads.
+    point : mapping, optional
+        The networks' sweep-point values (``SweepPoint.values``: ensemble and its parameters),
+        passed to stage functions that take ``point`` (spectra: the perturbative family runs only
+        on ensembles that declare a split W = W_ff + eps R_hat).
     """
     net_ds = _dataset(networks)
     batch, seeds = batch_from_dataset(net_ds, activation)
@@ -197,6 +202,8 @@ def run_stage(stage: str, activation: str, networks: str | Path | xr.Dataset,
             settings = stage_settings(getattr(mod, settings_name), config.get(section), section,
                                       config)
             kwargs = {name: inputs[name].drop_vars("seed") for name in needs}
+            if "point" in inspect.signature(getattr(mod, func)).parameters:
+                kwargs["point"] = point
             start = time.process_time()
             part = getattr(mod, func)(batch, seeds, settings, **kwargs)
             seconds = time.process_time() - start
@@ -290,7 +297,8 @@ def run_job(stage: str, job: SweepJob, config: Mapping[str, Any], inputs: Mappin
         else:
             networks = groups["networks"][unit.name]
         upstream = {name: groups[name][unit.name] for name in groups if name != "networks"}
-        results[stage][unit.name] = run_stage(stage, activation, networks, upstream, config, None, threads)
+        results[stage][unit.name] = run_stage(stage, activation, networks, upstream, config, None, threads,
+                                              point=unit.point.values)
     for name, datasets in results.items():
         io.write_datasets(datasets, outputs[name])
         log.info("%s: %d chunks -> %s", name, len(datasets), outputs[name])

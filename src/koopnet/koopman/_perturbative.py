@@ -20,7 +20,10 @@ order are taken by forward-mode automatic differentiation (JAX, holomorphic, flo
 same discretisation, and the generator residual by JAX directional derivatives of the whole
 construction in x, i.e. independently of the equations used to build the orders.
 
-JAX is imported here only, lazily, so that the rest of koopnet imports without it.
+JAX is imported here only, lazily, so that the rest of koopnet imports without it; XLA is configured
+(koopnet._jax: single-threaded Eigen operations) before the first kernel can start its backend.
+All four activations share one kernel per (N, K, Q, section data): sigma(z) = a + b tanh(c z) + d z + e z^3
+with traced coefficients, so a test or a sweep compiles once per network size.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Callable
 
 import numpy as np
 
+from .._jax import configure_xla
 from ..network import Network
 from ._feedforward import feedforward_order
 
@@ -66,33 +70,38 @@ def chebyshev_cumulative(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     return (t + 1.0) / 2.0, C
 
 
-def _sigma_jax(name: str):
-    import jax.numpy as jnp
+#: sigma(z) = a + b tanh(c z) + d z + e z^3 for every supported activation (SCIENCE.md 1); the
+#: coefficients are traced arguments, so one compiled kernel serves all four activations
+SIGMA_COEFFICIENTS: dict[str, tuple[float, float, float, float, float]] = {
+    "logistic": (0.5, 0.5, 0.5, 0.0, 0.0),  # 1 / (1 + e^-z), holomorphic and without overflow
+    "tanh": (0.0, 1.0, 1.0, 0.0, 0.0),
+    "linear": (0.5, 0.0, 0.0, 0.25, 0.0),
+    "cubic": (0.5, 0.0, 0.0, 0.25, -1.0 / 48.0),
+}
 
-    if name == "logistic":
-        return lambda z: 0.5 * (1.0 + jnp.tanh(0.5 * z))  # holomorphic, no overflow
-    if name == "tanh":
-        return jnp.tanh
-    if name == "linear":
-        return lambda z: 0.5 + 0.25 * z
-    if name == "cubic":
-        return lambda z: 0.5 + 0.25 * z - z**3 / 48.0
-    raise ValueError(f"perturbative_family: unsupported activation {name!r}")
+
+def _sigma_coefficients(name: str) -> tuple[float, float, float, float, float]:
+    if name not in SIGMA_COEFFICIENTS:
+        raise ValueError(f"perturbative_family: unsupported activation {name!r}; expected one of {sorted(SIGMA_COEFFICIENTS)}")
+    return SIGMA_COEFFICIENTS[name]
 
 
 @lru_cache(maxsize=64)
-def _compiled(activation: str, n: int, K: int, Q: int, section_data: Callable | None):
-    """jit-compiled per-point kernels for one (activation, N, K, Q, section data).
+def _compiled(n: int, K: int, Q: int, section_data: Callable | None):
+    """jit-compiled per-point kernels for one (N, K, Q, section data).
 
-    Network parameters and lambda are traced arguments, so one compilation serves every network
-    of the same shape.
+    Network parameters, the activation's coefficients and lambda are traced arguments, so one
+    compilation serves every network of the same shape, whatever its activation.
     """
     import jax
     import jax.numpy as jnp
 
-    sig = _sigma_jax(activation)
     s_np, C_np = chebyshev_cumulative(Q)
     d = n - 1
+
+    def sigma(z, P):
+        a, b, c, d1, e = (P["sigma"][i] for i in range(5))
+        return a + b * jnp.tanh(c * z) + d1 * z + e * z**3
 
     def _sweep(first_y, shift, u, P):
         """Forward substitution over the driven units (W_ff strictly lower-triangular).
@@ -104,7 +113,7 @@ def _compiled(activation: str, n: int, K: int, Q: int, section_data: Callable | 
         C = jnp.asarray(C_np, dtype=complex)
         cols, sigs, ys = [th[0] + u], [], []
         for i in range(1, n):
-            sigs.append(sig(cols[-1]))
+            sigs.append(sigma(cols[-1], P))
             g = -(jnp.stack(sigs, axis=-1) @ Wff[i, :i]) / u
             cg = C @ g
             y = first_y[i - 1] + delta * (cg - shift * cg[-1])
@@ -134,7 +143,7 @@ def _compiled(activation: str, n: int, K: int, Q: int, section_data: Callable | 
         """a = L_1 tau and b = L_1 Phi on the nodes, shapes (Q,), (Q, N - 1); and the section point."""
         Wff, Wrec, th = P["Wff"], P["Wrec"], P["theta"]
         X, u = path_from_phi(phi, delta, side, P)
-        sX = sig(X)
+        sX = sigma(X, P)
         v = sX @ Wrec.T
         a = v[:, 0] / u
         if d == 0:
@@ -183,13 +192,14 @@ def _compiled(activation: str, n: int, K: int, Q: int, section_data: Callable | 
     def terms_at(x, side, P):
         """psi_k, L_0 psi_k and L_1 psi_k at one point, shape (3, K+1)."""
         Wff, Wrec, th = P["Wff"], P["Wrec"], P["theta"]
-        sx = sig(x)
+        sx = sigma(x, P)
         f0 = -(x - th) + sx @ Wff.T
         v = sx @ Wrec.T
         fun = lambda z: orders_at(z, side, P)  # noqa: E731
-        psi, L0 = jax.jvp(fun, (x,), (f0,))
-        _, L1 = jax.jvp(fun, (x,), (v,))
-        return jnp.stack([psi, L0, L1])
+        # one linearisation, two tangents: the construction is traced and compiled once, not twice
+        psi, lin = jax.linearize(fun, x)
+        L = jax.vmap(lin)(jnp.stack([f0, v]))
+        return jnp.stack([psi, L[0], L[1]])
 
     # XLA's backend optimisation roughly halves compilation (measured 7.1 -> 3.7 s CPU, N = 2, K = 2)
     # for ~2x slower kernels that are already ~0.2 ms per point: compilation dominates here
@@ -270,6 +280,8 @@ class PerturbativeFamily:
         perm = feedforward_order(net.W)
         if perm is None:
             raise ValueError("perturbative_family needs an acyclic W_ff (a feedforward network_ff)")
+        _sigma_coefficients(net.activation.name)
+        configure_xla()  # before anything starts JAX's backend (koopnet._jax)
         W_rec = np.asarray(self.W_rec, dtype=float)
         if W_rec.shape != net.W.shape or not np.all(np.isfinite(W_rec)):
             raise ValueError(f"W_rec must be a finite {net.W.shape} matrix, got shape {W_rec.shape}")
@@ -306,6 +318,7 @@ class PerturbativeFamily:
             "theta": jnp.asarray(net.theta[p], dtype=complex),
             "tau_ref": jnp.asarray(np.log(self.u_ref), dtype=complex),
             "lam": jnp.asarray(self.lam, dtype=complex),
+            "sigma": jnp.asarray(_sigma_coefficients(net.activation.name), dtype=complex),
         }
 
     def _prepare(self, x):
@@ -322,7 +335,7 @@ class PerturbativeFamily:
         import jax
 
         with jax.enable_x64(True):
-            kern = _compiled(self.network_ff.activation.name, self.network_ff.n_units, self.order,
+            kern = _compiled(self.network_ff.n_units, self.order,
                              int(self.n_nodes), self.section_data)[which]
             xs, side, bad, lead = self._prepare(x)
             P = self._params()

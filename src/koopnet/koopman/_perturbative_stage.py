@@ -1,20 +1,22 @@
 """Spectra-stage variables of the perturbative family (docs/perturbative.md, docs/dataset.md).
 
-A network W is read as a perturbed feedforward network in its natural unit order:
-W = W_ff + eps R_hat with W_ff = tril(W, -1) (strictly lower: acyclic), eps = ||triu(W)||_2 and
-R_hat = triu(W) / eps (unit spectral norm). This is exactly how the ``perturbed_feedforward`` ensemble
-builds its networks, so eps is recovered exactly from W.
+The family runs on the networks of an ensemble that declares a split W = W_ff + eps R_hat
+(:data:`koopnet.ensembles.FEEDFORWARD_SPLITS`: ``perturbed_feedforward``), with the split and eps
+the network was built from, never on a split re-derived from W: a nearly feedforward network
+of another ensemble is not a perturbed feedforward network by construction, and is not analysed.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
 
 from .._flags import flag_attrs
 from .._random import stage_rng
+from ..ensembles import feedforward_split
 from ..network import Network, NetworkBatch
 
 __all__ = ["PerturbativeStatus", "perturbative_part"]
@@ -24,17 +26,10 @@ class PerturbativeStatus(IntEnum):
     """Outcome of the perturbative-family analysis of one network."""
 
     ok = 0
-    not_applicable = 1  # N > perturbative_max_units, W feedforward already, no feedforward part, or eps too large
+    not_applicable = 1  # N outside 2..perturbative_max_units, ensemble without a declared split, no feedforward part, or eps too large
     breakdown_below_range = 2  # adding an order already fails to help at perturbative_eps_min
     no_breakdown_in_range = 3  # every order still helps at perturbative_eps_max
     failed = 4  # non-finite residuals
-
-
-def _split(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    W_ff = np.tril(W, -1)
-    R = W - W_ff
-    eps = float(np.linalg.norm(R, 2))
-    return W_ff, R, eps
 
 
 def _breakdown(eps_grid: np.ndarray, r: np.ndarray) -> tuple[float, int]:
@@ -58,7 +53,7 @@ def _breakdown(eps_grid: np.ndarray, r: np.ndarray) -> tuple[float, int]:
     return float(np.exp(best)), int(PerturbativeStatus.ok)
 
 
-def perturbative_part(batch: NetworkBatch, seeds, s) -> dict:
+def perturbative_part(batch: NetworkBatch, seeds, s, point: Mapping[str, Any] | None = None) -> dict:
     """Residual of each order and the practical radius of convergence, per network.
 
     Parameters
@@ -68,6 +63,10 @@ def perturbative_part(batch: NetworkBatch, seeds, s) -> dict:
         Sample points from stage_rng(seed, "perturbative").
     s : SpectraSettings
         Its ``perturbative_*`` fields.
+    point : mapping, optional
+        The sweep point's values (``ensemble`` and its parameters): the family runs only on networks
+        whose ensemble declares a split W = W_ff + eps R_hat (:func:`koopnet.ensembles.feedforward_split`);
+        None (unknown ensemble) flags every network ``not_applicable``.
 
     Returns
     -------
@@ -83,14 +82,19 @@ def perturbative_part(batch: NetworkBatch, seeds, s) -> dict:
     status = np.full(B, int(PerturbativeStatus.not_applicable), np.int8)
     h = float(s.perturbative_box_half_width)
     for b in range(B):
-        W_ff, R, eps = _split(batch.W[b])
-        if N < 2 or N > s.perturbative_max_units or eps == 0.0 or not W_ff.any() or eps > s.perturbative_max_eps:
+        if N < 2 or N > s.perturbative_max_units:
+            continue
+        split = feedforward_split(batch.W[b], point)
+        if split is None:
+            continue
+        W_ff, R_hat, eps = split
+        if not W_ff.any() or eps > s.perturbative_max_eps:
             continue
         from ._perturbative import perturbative_family  # JAX stays out of the stage unless needed
 
         eps_net[b] = eps
         net_ff = Network(W_ff, batch.theta[b], batch.activation)
-        fam = perturbative_family(net_ff, R / eps, order=K, lam=s.perturbative_eigenvalue, u_ref=h)
+        fam = perturbative_family(net_ff, R_hat, order=K, lam=s.perturbative_eigenvalue, u_ref=h)
         rng = stage_rng(int(seeds[b]), "perturbative")
         n = int(s.perturbative_n_points)
         # driven units within h of their feedforward equilibrium; |u| in [h/2, 2h] on either side
@@ -117,8 +121,9 @@ def perturbative_part(batch: NetworkBatch, seeds, s) -> dict:
     common = dict(perturbative_order=K, perturbative_eigenvalue=float(s.perturbative_eigenvalue))
     return {
         "perturbative_eps": v(
-            net, eps_net, "strength eps = ||triu(W)||_2 of the recurrent part of W over its feedforward part tril(W, -1)",
-            comment="NaN where perturbative_status is not_applicable",
+            net, eps_net, "strength eps of the recurrent part in W = W_ff + eps R_hat, as the network's ensemble declares it",
+            comment="the ensemble's eps parameter (perturbed_feedforward: W_ff = tril(W, -1), ||R_hat||_2 = 1); "
+                    "NaN where perturbative_status is not_applicable",
         ),
         "perturbative_residual": v(
             ("network", "perturbative_order"), res,
@@ -132,7 +137,7 @@ def perturbative_part(batch: NetworkBatch, seeds, s) -> dict:
         "perturbative_breakdown_eps": v(
             net, brk,
             "practical radius of convergence: smallest eps at which adding an order stops reducing the RMS residual",
-            comment="W_ff + eps R_hat with R_hat = triu(W)/perturbative_eps, eps on a log grid "
+            comment="W_ff + eps R_hat with the ensemble's W_ff and R_hat, eps on a log grid "
                     "[perturbative_eps_min, perturbative_eps_max], crossing interpolated in log eps; NaN unless "
                     "perturbative_status is ok",
             **common,

@@ -9,7 +9,7 @@ the first attractor with held-out residuals and spurious flags.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -125,9 +125,10 @@ class SpectraSettings:
         Divisors |k . lambda - lambda_i| <= this * max(1, max |lambda|) (1/time) count as resonant:
         their coefficients are set to 0 and the mode is flagged.
     perturbative_max_units : int
-        The perturbative family (docs/perturbative.md) runs only when N <= this (0: never).
+        The perturbative family (docs/perturbative.md) runs only when N <= this (0: never), on
+        ensembles that declare a split W = W_ff + eps R_hat (``point``, perturbed_feedforward).
     perturbative_max_eps : float
-        ... and when eps = ||triu(W)||_2 <= this (W read as tril(W, -1) + eps R_hat).
+        ... and when the ensemble's eps <= this.
     perturbative_order : int
         Highest order K (cost per point grows like N^K).
     perturbative_eigenvalue : float
@@ -279,6 +280,7 @@ def spectra_dataset(
     seeds: Sequence[int],
     settings: SpectraSettings | None = None,
     equilibria: xr.Dataset | None = None,
+    point: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Stage function of the ``spectra`` rule.
 
@@ -294,6 +296,9 @@ def spectra_dataset(
         Output of :func:`koopnet.equilibria.equilibria_dataset`: ``x_eq`` (network, equilibrium,
         unit), ``eq_type`` (network, equilibrium), ``jacobian_eigenvalues`` (network, equilibrium,
         mode); stable equilibria first. Computed with default settings when omitted.
+    point : mapping, optional
+        The sweep point's values (``ensemble`` and its parameters), as ``run_stage`` passes them:
+        the perturbative family runs only on ensembles that declare a split W = W_ff + eps R_hat.
 
     Returns
     -------
@@ -364,7 +369,7 @@ def spectra_dataset(
 
     gd = _gedmd_part(batch, seeds, s, x_eq_all, stable, principal)
     ef = _eigenfunction_part(batch, seeds, s, x_eq_all, hyper if s.eigenfunction_equilibria == "hyperbolic" else stable)
-    gd.update(perturbative_part(batch, seeds, s))
+    gd.update(perturbative_part(batch, seeds, s, point))
 
     net = ("network",)
     neq = ("network", "equilibrium")
