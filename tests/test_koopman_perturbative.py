@@ -243,6 +243,26 @@ def test_cross_check_with_the_principal_eigenfunction_of_the_recurrent_network()
     assert np.all(np.abs(wrong.eigenfunction(x, eps) - psi_T) / np.abs(psi_T) > 10 * tol)
 
 
+def test_kernels_contain_no_lapack_custom_call():
+    """Regression for the in-process hang of the perturbative kernels (docs/perturbative.md, "XLA deadlock").
+
+    jaxlib 0.10's batched LAPACK custom calls (getrf/trsm of ``jnp.linalg.solve``) split their batch over
+    XLA's intra-op pool and block the worker that runs them; as many of them at once as the pool has
+    workers hang the process forever. The executed N = 5 kernel with ``jnp.linalg.solve`` hung within
+    50 calls on this 2-core machine; the kernels now solve their triangular systems in plain XLA.
+    """
+    import jax
+
+    from koopnet.koopman._perturbative import _CHUNK, _compiled
+
+    fam, x, _ = _terms("logistic-2")
+    xs, side, _, _ = fam._prepare(np.repeat(x[:1], _CHUNK, axis=0))
+    with jax.enable_x64(True):
+        for kernel in _compiled(2, fam.order, fam.n_nodes, None):
+            text = kernel.lower(xs, side, fam._params()).as_text()
+            assert "custom_call" not in text and "lapack" not in text
+
+
 def test_xla_is_configured_before_its_backend_starts(monkeypatch):
     """koopnet._jax: XLA reads XLA_FLAGS once, when the backend starts; XLA aborts on an unknown flag."""
     import subprocess

@@ -6,10 +6,11 @@ call :func:`configure_xla` before anything can start it. The flags:
 
 - ``--xla_cpu_multi_thread_eigen=false``: XLA's Eigen operations (dots, reductions) run on the
   calling thread, not split over the intra-op thread pool, so reductions run in one fixed order
-  and results are the same bytes whatever the machine's load or core count. It also keeps
-  koopnet's kernels out of the class of XLA CPU deadlocks in which a thunk running on an
-  intra-op pool worker re-enters the same pool and blocks (upstream reports: the pool wedges
-  with every thread in a futex wait; this flag is their documented workaround).
+  and results are the same bytes whatever the machine's load or core count.
+
+It does not stop jaxlib's batched LAPACK custom calls from splitting their batch over the intra-op
+pool and blocking a pool worker meanwhile, which can hang the process when several run at once
+(jaxlib 0.10; docs/perturbative.md, "XLA deadlock"): koopnet's jitted kernels avoid LAPACK calls.
 
 An invalid flag makes XLA abort the process, so only flags this jaxlib knows are set (checked in
 tests/test_koopman_perturbative.py).

@@ -86,6 +86,27 @@ def _sigma_coefficients(name: str) -> tuple[float, float, float, float, float]:
     return SIGMA_COEFFICIENTS[name]
 
 
+def _forward_substitution(L, r):
+    """Solve L b = r for lower-triangular L, shape (..., d, d), r (..., d), in plain XLA operations.
+
+    Not ``jnp.linalg.solve``: jaxlib 0.10's batched LAPACK kernels (getrf, trsm custom calls) split
+    their batch over XLA's intra-op thread pool and block the pool worker that runs them until the
+    pieces are done (``jax::ParallelBatchMap``, ``absl::BlockingCounter::Wait``). When as many of them
+    run concurrently as the pool has workers (2 on a 2-core machine), no worker is left to run the
+    pieces and the process hangs forever in a futex wait (docs/perturbative.md, "XLA deadlock").
+    d = N - 1 is small, so the unrolled substitution is also cheap.
+    """
+    import jax.numpy as jnp
+
+    cols = []
+    for i in range(L.shape[-1]):
+        acc = r[..., i]
+        for j in range(i):
+            acc = acc - L[..., i, j] * cols[j]
+        cols.append(acc / L[..., i, i])
+    return jnp.stack(cols, axis=-1) if cols else r
+
+
 @lru_cache(maxsize=64)
 def _compiled(n: int, K: int, Q: int, section_data: Callable | None):
     """jit-compiled per-point kernels for one (N, K, Q, section data).
@@ -153,7 +174,7 @@ def _compiled(n: int, K: int, Q: int, section_data: Callable | None):
         dy = jax.jacfwd(lambda p: path_from_phi(p, delta, side, P)[0][:, 1:], holomorphic=True)(phi)
         dy = dy / u[:, None, None]
         rhs = (v[:, 1:] + a[:, None] * f0[:, 1:]) / u[:, None]
-        b = jnp.linalg.solve(dy, rhs[..., None])[..., 0]
+        b = _forward_substitution(dy, rhs)
         return a, b, X
 
     def levels(k, phi, delta, side, P):
