@@ -122,6 +122,31 @@ def test_fixed_point_gradient_matches_finite_differences():
         np.testing.assert_allclose(np.asarray(grads[name]), fd, rtol=0, atol=1e-7 * (1 + np.abs(fd).max()))
 
 
+def test_fixed_point_update_runs_no_batched_lapack_call():
+    """Regression for the jaxlib 0.10 hang (koopnet._jax, docs/perturbative.md "XLA deadlock").
+
+    A batched LAPACK custom call splits its batch over XLA's intra-op pool and blocks a worker until
+    the pieces finish; as many at once as the pool has workers hang the process. A batch of one runs
+    inline, so every LAPACK call of the compiled training step (eigvals and its derivative) must act on
+    a single (N, N) matrix. Batched over the P patterns, these calls were (P, N, N).
+    """
+    import re
+
+    jax = learning.jax
+    rng = np.random.default_rng(0)
+    N, P = 5, 4
+    params = {"W": jnp.asarray(gaussian(N, rng, g=2.0)), "theta": jnp.zeros(N)}
+    xi = jnp.asarray(rng.standard_normal((P, N)))
+    with jax.enable_x64(True):
+        step = jax.jit(jax.value_and_grad(lambda p: learning.fixed_point_loss(p, xi, "tanh", 1.0, 2.0)))
+        text = step.lower(params).compile().as_text()
+    calls = [line for line in text.splitlines() if re.search(r'custom_call_target="lapack_', line)]
+    assert calls, "the loss differentiates through eigvals: LAPACK calls expected"
+    for line in calls:
+        operands = re.findall(r"(?:f64|c128|f32|c64)\[([0-9,]*)\]", line.split("custom-call(", 1)[1])
+        assert operands and all(len(dims.split(",")) == 2 for dims in operands), line
+
+
 # ----------------------------------------------------------------------------- known trained results
 
 

@@ -10,7 +10,9 @@ call :func:`configure_xla` before anything can start it. The flags:
 
 It does not stop jaxlib's batched LAPACK custom calls from splitting their batch over the intra-op
 pool and blocking a pool worker meanwhile, which can hang the process when several run at once
-(jaxlib 0.10; docs/perturbative.md, "XLA deadlock"): koopnet's jitted kernels avoid LAPACK calls.
+(jaxlib 0.10; docs/perturbative.md, "XLA deadlock"). A batch of one runs inline, so koopnet's jitted
+code makes no batched LAPACK call: the perturbative kernels none at all, training's fixed-point loss
+one (N, N) matrix at a time (both checked on the compiled HLO in the tests).
 
 An invalid flag makes XLA abort the process, so only flags this jaxlib knows are set (checked in
 tests/test_koopman_perturbative.py).

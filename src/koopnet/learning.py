@@ -228,7 +228,10 @@ def fixed_point_loss(params, xi, activation: str, stability_weight: float, stabi
     alpha is the spectral abscissa max Re eig J (differentiated through the eigenvalues).
     """
     f, J = _fixed_point_terms(params, xi, activation)
-    alpha = jnp.max(jnp.real(jnp.linalg.eigvals(J)), axis=-1)
+    # One (N, N) eigenproblem per pattern: jaxlib 0.10 splits a batched LAPACK call over XLA's
+    # intra-op pool and blocks a worker meanwhile, which can hang the process (koopnet._jax);
+    # a batch of one runs inline on the calling thread.
+    alpha = jax.lax.map(lambda Jp: jnp.max(jnp.real(jnp.linalg.eigvals(Jp))), J)
     return jnp.mean(f**2) + stability_weight * jnp.mean(jnp.maximum(alpha + stability_margin, 0.0) ** 2)
 
 
