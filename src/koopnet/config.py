@@ -174,14 +174,14 @@ def _equilibria_flops(config: Mapping[str, Any], N: int) -> float:
     factorisations of the N-square Jacobian and ~90 trust-region steps of ~8 N^2 flops (measured
     at N = 50-200, g = 8, mostly starts that stall); above, the homotopy paths' ``homotopy_work``
     LU factorisations of the (N + 1)-square bordered Jacobian. Measured against this estimate
-    (one core, g = 8, centered logistic): N = 50 0.23 s vs 0.49 s, N = 200 3.8 vs 9.0 s,
-    N = 1000 ~150 vs 200 s (benchmarks/bench_equilibria.py prints both).
+    (one core, g = 8, centered logistic): N = 50 0.11 s vs 0.49 s, N = 200 3.8 vs 9.0 s,
+    N = 1000 211 vs 401 s (benchmarks/bench_equilibria.py prints both).
     """
     lu = 2.0 / 3.0 * N**3 / LU_SPEEDUP
     if N <= _setting(config, "equilibria", "random_start_max_units", 300):
         S = _setting(config, "equilibria", "n_starts", 256)
         return S * (12.0 * lu + 90.0 * 8.0 * N**2)
-    return _setting(config, "equilibria", "homotopy_work", 3000.0) * 2.0 / 3.0 * (N + 1) ** 3 / LU_SPEEDUP
+    return _setting(config, "equilibria", "homotopy_work", 6000.0) * 2.0 / 3.0 * (N + 1) ** 3 / LU_SPEEDUP
 
 
 def estimate_job(config: Mapping[str, Any], n_units: int, n_networks: int) -> JobEstimate:

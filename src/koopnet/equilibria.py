@@ -162,7 +162,7 @@ class EquilibriumSettings:
     """A network's random starts stop early once the index theorem proves no equilibrium missing (index sum of those found = 1) and the Chao1 estimate expects fewer than this many missing (0 disables the early stop; n_starts is then always used)."""
     random_start_max_units: int = 300
     """Random starts are used for networks of at most this many units; larger networks with a bounded activation are searched by the homotopy paths alone (uniform starts converge for none of 64 at N = 500, g = 8). Unbounded activations always use random starts."""
-    homotopy_work: float = 3000.0
+    homotopy_work: float = 6000.0
     """Work budget per network of the homotopy paths (bounded activations, full search; 0 disables them), run where random starts are off (N > random_start_max_units) or found nothing, in LU factorisations of the (N + 1)-square bordered Jacobian: a factorisation counts 1, a chord-corrector iteration (a solve with kept factors and a vector-field evaluation) 12/N."""
     homotopy_paths: int = 8
     """Most homotopy paths per network (a path starts when the previous one has left lam in [0, 1.2]; each finds at least one equilibrium)."""
