@@ -22,11 +22,13 @@ vectorised damped-Newton search with a completeness estimate elsewhere:
   followed by refinement in the full N-dimensional system.
 * otherwise (``newton``), strategies recorded per equilibrium (:class:`EquilibriumStrategy`):
 
-  - random starts: ``n_starts`` starts drawn uniformly in the search box, each solved by
-    Powell's hybrid method (scaled dogleg trust region, exact Jacobian at the start and after
+  - random starts: at most ``n_starts`` starts drawn uniformly in the search box, each solved
+    by Powell's hybrid method (scaled dogleg trust region, exact Jacobian at the start and after
     two poor steps, Broyden rank-1 updates in between, as MINPACK ``hybrj``) in a compiled
-    kernel, one start at a time; used up to ``random_start_max_units`` units (beyond, uniform
-    starts converge for almost none);
+    kernel, one start at a time; run in rounds (``min_starts``, then ``start_batch`` more) that
+    stop once the sample is saturated (index sum of the roots found 1, Chao1 expecting fewer
+    than ``stop_expected_missing`` missing); used up to ``random_start_max_units`` units
+    (beyond, uniform starts converge for almost none);
   - homotopy paths (bounded activations): probability-one homotopies from x = b at lam = 0
     to the network at lam = 1, each reaching lam = 1 at least once, every crossing an
     equilibrium (:mod:`koopnet._equilibria_homotopy`); used above ``random_start_max_units``
@@ -40,7 +42,7 @@ vectorised damped-Newton search with a completeness estimate elsewhere:
 
 Completeness is reported, never claimed: the number found, the Chao1 estimate of the
 total from how many random starts (or, without random starts, homotopy crossings) landed on
-each equilibrium (with its standard error), the index-theorem lower bound on those missed, the
+each equilibrium (pooled over mirror pairs in odd-symmetric networks; with its standard error), the index-theorem lower bound on those missed, the
 fraction of converged starts, and the contraction certificate ||W||_2 Lip(sigma) < 1 that
 proves uniqueness.
 
