@@ -748,8 +748,8 @@ HOMOTOPY_ONLY = EquilibriumSettings(random_start_max_units=0)  # every N counts 
 
 
 def test_homotopy_finds_the_unique_equilibrium_of_a_contraction():
-    """A contraction has exactly one equilibrium (Banach); every homotopy path reaches it, and
-    no random start is used, so the crossings are the samples."""
+    """A contraction has exactly one equilibrium (Banach); every homotopy path reaches it, so
+    one path is run (no random start is used)."""
     rng = np.random.default_rng(41)
     N = 7
     W = rng.normal(size=(N, N))
@@ -763,7 +763,7 @@ def test_homotopy_finds_the_unique_equilibrium_of_a_contraction():
     assert r.contraction_certified and r.n_starts == 0
     assert r.n_equilibria == 1 and np.max(np.abs(r.x[0] - x)) < 1e-12
     assert r.strategy[0] == EquilibriumStrategy.homotopy
-    assert r.crossings[0] == HOMOTOPY_ONLY.homotopy_paths  # each path crosses lam = 1 once
+    assert r.crossings[0] == 1  # certified unique: one path, which crosses lam = 1 once
 
 
 @pytest.mark.parametrize("k", range(6))
@@ -936,3 +936,23 @@ def test_homotopy_path_never_crosses_twice_at_one_equilibrium():
         xp = x[path == p]
         lab = _dedup(xp[None], np.ones((1, len(xp)), bool), 1e-6)[0]
         assert np.all(lab == np.arange(len(xp))), p
+
+
+def test_is_feedforward_cycles_of_every_length():
+    """Acyclic support <=> feedforward: a self-loop, a 2-cycle and a 3-cycle (no shorter one)
+    are all cycles; a strictly lower-triangular pattern, permuted, is acyclic. Batches mixing
+    both answer per matrix."""
+    N = 5
+    ff = np.tril(np.ones((N, N)), -1)
+    perm = np.random.default_rng(3).permutation(N)
+    ff = ff[perm][:, perm]
+    self_loop = ff.copy()
+    self_loop[2, 2] = 1.0
+    two = np.zeros((N, N))
+    two[0, 1] = two[1, 0] = 1.0
+    three = np.zeros((N, N))
+    three[1, 0] = three[2, 1] = three[0, 2] = 1.0
+    assert is_feedforward(ff) and not is_feedforward(self_loop)
+    assert not is_feedforward(two) and not is_feedforward(three)
+    np.testing.assert_array_equal(is_feedforward(np.stack([ff, three, self_loop, ff])), [True, False, False, True])
+    np.testing.assert_array_equal(is_feedforward(np.stack([two, self_loop])), [False, False])

@@ -351,8 +351,13 @@ def is_feedforward(W: np.ndarray) -> np.ndarray:
     -------
     bool array, shape (...)
     """
-    P = (W != 0).astype(float)
+    nz = W != 0
     N = W.shape[-1]
+    # a self-loop or a pair of opposite links is a cycle: dense W is rejected without the powers
+    cyclic = np.diagonal(nz, axis1=-2, axis2=-1).any(axis=-1) | (nz & np.swapaxes(nz, -1, -2)).any(axis=(-2, -1))
+    if cyclic.all():
+        return ~cyclic
+    P = nz.astype(float)
     for _ in range(int(np.ceil(np.log2(max(N, 2))))):  # P^(2^k), 2^k >= N
         P = (P @ P > 0).astype(float)
     return ~P.any(axis=(-2, -1))
@@ -911,13 +916,13 @@ def _saturated(problem, b, y, converged, mirror, settings) -> bool:
     return int(np.sum(weight * sign)) == 1
 
 
-def _add_homotopy_finds(f: _Found, W, theta, act, seed, settings) -> None:
-    """Append the equilibria of the homotopy paths of one network to its raw result ``f``."""
+def _add_homotopy_finds(f: _Found, W, theta, act, seed, settings, n_paths: int) -> None:
+    """Append the equilibria of at most ``n_paths`` homotopy paths of one network to its raw result ``f``."""
     from ._equilibria_homotopy import homotopy_crossings
 
     a, b_ = act.bounds
     N = theta.size
-    u = a + (b_ - a) * stage_rng(seed, STAGE + "_homotopy").random((settings.homotopy_paths, N))
+    u = a + (b_ - a) * stage_rng(seed, STAGE + "_homotopy").random((settings.homotopy_paths, N))[:n_paths]
     starts = theta + u @ W.T  # path starts in theta + W sigma(R^N), which holds every equilibrium
     x, path, _ = homotopy_crossings(
         W, theta, act, starts, max_work=settings.homotopy_work, tol=settings.tol_residual
@@ -1053,7 +1058,9 @@ def _find_batch(
         # bounded network then reports at least one equilibrium
         for b in sel if homotopy else ():
             if n_random == 0 or found[b].x.shape[0] == 0:
-                _add_homotopy_finds(found[b], W[b], theta[b], act, seeds[b], settings)
+                # a contraction has exactly one equilibrium, and every path reaches it
+                n_paths = 1 if certified[b] else settings.homotopy_paths
+                _add_homotopy_finds(found[b], W[b], theta[b], act, seeds[b], settings, n_paths)
     for r in np.unique(rank[method == EquilibriumMethod.lowrank]):
         sel = np.flatnonzero((method == EquilibriumMethod.lowrank) & (rank == r))
         U = Us[sel][:, :, :r]  # (b, N, r)
