@@ -80,9 +80,19 @@ def save_figure(fig: Figure, png: str | Path, pdf: str | Path | None = None, dat
     png = Path(png)
     pdf = Path(pdf) if pdf is not None else png.with_suffix(".pdf")
     png.parent.mkdir(parents=True, exist_ok=True)
+    engine = fig.get_layout_engine()
     with plt.rc_context(RC):
         fig.savefig(png, dpi=dpi if dpi is not None else RC["savefig.dpi"])
-        fig.savefig(pdf, metadata={"CreationDate": None})  # no timestamp: same figure, same bytes
+        # the PNG's draw placed everything (constrained layout: two passes over every axes'
+        # tick labels, half of a small-multiples figure's drawing time); the PDF keeps that
+        # placement instead of computing it again
+        if engine is not None:
+            fig.set_layout_engine("none")
+        try:
+            fig.savefig(pdf, metadata={"CreationDate": None})  # no timestamp: same figure, same bytes
+        finally:
+            if engine is not None:
+                fig.set_layout_engine(engine)
     out = [png, pdf]
     if data is not None:
         nc = Path(nc) if nc is not None else png.with_suffix(".nc")

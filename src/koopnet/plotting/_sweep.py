@@ -261,7 +261,11 @@ def _dodge(ax, xv: np.ndarray, i: int, n: int, width: float = 0.06) -> np.ndarra
 
 
 def _scales(ax, xv: np.ndarray) -> None:
-    """Log x axis for positive values spanning a decade or more; ticks at the swept values, plain labels."""
+    """Log x axis for positive values spanning a decade or more; ticks at the swept values, plain labels.
+
+    Scale, locators and formatters are shared by ``sharex`` axes: call it once per figure (each
+    call visits every shared axes, so once per panel costs the square of the panel count).
+    """
     if np.issubdtype(np.asarray(xv).dtype, np.integer):  # e.g. step, rank, N: integer ticks
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     xv = np.asarray(xv, float)
@@ -294,10 +298,10 @@ def plot_equilibria_count(ds: xr.Dataset) -> tuple[Figure, xr.Dataset] | None:
     nr = -(-len(panels) // nc)
     fig, axes = new_figure(nr, nc, figsize=(max(4.8 * nc + 3.5, 9.0), 3.8 * nr + 0.4), squeeze=False, sharex=True)
     xv = ds[x].values
+    _scales(axes.flat[0], xv)  # shared by every panel (sharex)
     missed = False
     for k, sel in enumerate(panels):
         ax = axes.flat[k]
-        _scales(ax, xv)
         for i, n in enumerate(Ns):
             s = dict(sel, **({"N": n} if n is not None else {}))
             d = data.sel(s)
@@ -389,9 +393,13 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
     n_seeds = ds.sizes.get("seed", 1)
     partial = False
     drawn_combos: dict[int, dict] = {}
+    _scales(axes.flat[0], xv)  # shared by every panel (sharex)
+    # x autoscaling paused while drawing: with it on, every artist added rescales all the shared
+    # axes (quadratic in the panel count); resumed below, the draw computes the same limits once
+    for ax in axes.flat:
+        ax.set_autoscalex_on(False)
     for k, (name, col) in enumerate(panels):
         ax = axes.flat[k]
-        _scales(ax, xv)
         panel_combos = [col] if multiples else combos
         n_series = len(panel_combos) * len(Ns)
         # e.g. ranks of W do not depend on the activation (paired networks): one line, not hidden twins
@@ -439,6 +447,8 @@ def _quantity_panels(ds: xr.Dataset, names: Sequence[str], prefer: Sequence[str]
         if k >= len(panels) - nc:
             ax.set_xlabel(_x_label(ds, x))
         ax.grid(alpha=0.3)
+    for ax in axes.flat:
+        ax.autoscale(True, axis="x")
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     # legend: only what is drawn (combinations folded into an identical line are not listed)
