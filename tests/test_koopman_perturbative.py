@@ -354,3 +354,15 @@ def test_stage_analyses_the_declared_split_of_its_ensemble_only():
     # the same networks without their ensemble: not analysed
     out = run_stage("spectra", "logistic", net_ds, {"equilibria": eq}, config, None)
     assert out["perturbative_status"].values[0] == PerturbativeStatus.not_applicable
+
+
+def test_sigma_coefficients_are_the_library_activations():
+    """The kernels' sigma(z) = a + b tanh(c z) + d z + e z^3 table is a second writing of
+    koopnet.activations: it must be the same function (to round-off) for every activation it serves."""
+    from koopnet.activations import get_activation
+    from koopnet.koopman._perturbative import SIGMA_COEFFICIENTS
+
+    z = np.linspace(-6.0, 6.0, 61)
+    for name, (a, b, c, d, e) in SIGMA_COEFFICIENTS.items():
+        np.testing.assert_allclose(a + b * np.tanh(c * z) + d * z + e * z**3, get_activation(name).sigma(z),
+                                   rtol=0, atol=1e-14, err_msg=name)
