@@ -62,6 +62,8 @@ def test_bad_parameter_values_name_the_key(change, key, words):
         ({"sweeps": {"s": SWEEP}, "equilibria": {"n_starts": 2.0}}, "equilibria.n_starts", "integer"),
         ({"sweeps": {"s": SWEEP}, "resilience": {"t_max": 50.0}}, "resilience",
          "'t_max' is a key of the shared 'integration' section"),
+        ({"sweeps": {"s": SWEEP}, "figure_formats": ["pdf"]}, "figure_formats", "png"),
+        ({"sweeps": {"s": SWEEP}, "figure_formats": ["png", "svg"]}, "figure_formats.1", "is not one of"),
     ],
 )
 def test_schema_names_the_key(change, where, words):

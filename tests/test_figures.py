@@ -288,6 +288,7 @@ def test_figure_rules_end_to_end(tmp_path):
                          "N": [2, 3], "params": {"g": [1.0, 8.0]}, "seeds": 2, "seeds_per_job": 2}},
         "equilibria": {"n_starts": 16},
         "paper": {"in_default_target": True, **TINY_PAPER},
+        "figure_formats": ["png", "pdf"],  # the default is PNG only
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     base = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
@@ -324,6 +325,18 @@ def test_saved_figures_are_byte_reproducible(tmp_path):
     for a, b in zip(*paths):
         assert a.read_bytes() == b.read_bytes(), a.suffix
     assert b"/CreationDate" not in paths[0][1].read_bytes()
+
+
+def test_png_only_save_writes_the_same_png_and_no_pdf(tmp_path):
+    # config figure_formats [png] (the default) skips the PDF's render, not anything in the PNG
+    fig, data = plotting.plot_equilibria_count(_fake_sweep({"g": [0.5, 2.0, 8.0]}))
+    both = plotting.save_figure(fig, tmp_path / "both.png", data=data, close=False)
+    png = plotting.save_figure(fig, tmp_path / "png.png", data=data, formats=("png",))
+    assert [f.suffix for f in both] == [".png", ".pdf", ".nc"] and [f.suffix for f in png] == [".png", ".nc"]
+    assert not (tmp_path / "png.pdf").exists()
+    assert png[0].read_bytes() == both[0].read_bytes()
+    with pytest.raises(ValueError, match="png"):
+        plotting.save_figure(fig, tmp_path / "x.png", formats=("pdf",))
 
 
 def test_sweep_figures_draw_what_says_something():

@@ -95,6 +95,8 @@ def schema_errors(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[
                             for k in extra if k in shared and err.absolute_path)
         elif err.validator == "minItems" and err.instance == []:
             message = "empty list (give at least one value)"
+        elif err.validator == "contains" and "const" in err.validator_value:
+            message = f"{err.instance!r} must include {err.validator_value['const']!r}"
         elif err.validator == "type" and isinstance(err.instance, float) and not math.isfinite(err.instance):
             message = f"{err.instance!r} is not a finite number"
         lines.append(f"  {where}: {message}{hint}")

@@ -398,12 +398,14 @@ def run_collect(config: Mapping[str, Any], sweep: str, jobs: Sequence[SweepJob],
 def _sweep_config(config: Mapping[str, Any], sweep: str) -> dict:
     """The part of the config that determines a sweep's numbers, in one spelling.
 
-    Not threads, figures, other sweeps, ``seeds_per_job`` or ``job_cpu_seconds`` (none changes a number); numbers
+    Not threads, figures (``paper``, ``figure_formats``), other sweeps, ``seeds_per_job`` or
+    ``job_cpu_seconds`` (none changes a number); numbers
     as floats and numeric lists sorted, as the dataset's coordinates are, so that ``[4, 1.0]``
     and ``[1, 4]`` give the same ``config`` and ``config_hash`` (and the same file). The order
     of text lists is kept: it is the order of the dataset's categorical coordinates.
     """
-    out = {k: v for k, v in config.items() if k not in ("sweeps", "threads", "job_cpu_seconds", "paper")}
+    out = {k: v for k, v in config.items()
+           if k not in ("sweeps", "threads", "job_cpu_seconds", "paper", "figure_formats")}
     spec = {k: v for k, v in config["sweeps"][sweep].items() if k != "seeds_per_job"}
     if "params" in spec:
         spec["params"] = {k: _one_spelling(v, _declared_kind(k)) for k, v in spec["params"].items()}

@@ -41,6 +41,7 @@ rule sweep_figures:
         "../../environment.yml"
     params:
         code=KOOPNET_SOURCE,
+        formats=config["figure_formats"],  # PNG, and PDF on request (a second render)
     script:
         "../scripts/figures_sweep.py"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import matplotlib
 
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from .. import io  # noqa: E402
 from .._flags import STABLE_TYPES, EquilibriumType  # noqa: E402
 
-__all__ = ["RC", "EQ_STYLE", "new_figure", "save_figure", "mark_equilibria", "axis_label"]
+__all__ = ["RC", "EQ_STYLE", "FIGURE_FORMATS", "new_figure", "save_figure", "mark_equilibria", "axis_label"]
 
 #: rcParams used by every figure (readable at poster and screen size)
 RC = {
@@ -55,8 +55,13 @@ def new_figure(*args, **kwargs) -> tuple[Figure, np.ndarray]:
     return fig, axes
 
 
+#: Image formats :func:`save_figure` can write (PNG always, since the report shows it).
+FIGURE_FORMATS = ("png", "pdf")
+
+
 def save_figure(fig: Figure, png: str | Path, pdf: str | Path | None = None, data: xr.Dataset | None = None,
-                nc: str | Path | None = None, close: bool = True, dpi: float | None = None) -> list[Path]:
+                nc: str | Path | None = None, close: bool = True, dpi: float | None = None,
+                formats: Sequence[str] = FIGURE_FORMATS) -> list[Path]:
     """Save a figure as PNG (and PDF), and the data behind it as netCDF.
 
     Parameters
@@ -71,29 +76,38 @@ def save_figure(fig: Figure, png: str | Path, pdf: str | Path | None = None, dat
         Close the figure afterwards (frees memory in long workflows).
     dpi : float, optional
         PNG resolution (default ``RC["savefig.dpi"]``, 150).
+    formats : sequence of str
+        Image formats, some of :data:`FIGURE_FORMATS` including ``"png"``. Each costs a full
+        render (a PDF about as much as the PNG), so the workflow's sweep figures write only the
+        formats of config ``figure_formats``.
 
     Returns
     -------
     list of Path
         The files written.
     """
+    unknown = sorted(set(formats) - set(FIGURE_FORMATS))
+    if unknown or "png" not in formats:
+        raise ValueError(f"formats {list(formats)}: expected 'png' and some of {list(FIGURE_FORMATS)}")
     png = Path(png)
-    pdf = Path(pdf) if pdf is not None else png.with_suffix(".pdf")
     png.parent.mkdir(parents=True, exist_ok=True)
+    out = [png]
     engine = fig.get_layout_engine()
     with plt.rc_context(RC):
         fig.savefig(png, dpi=dpi if dpi is not None else RC["savefig.dpi"])
-        # the PNG's draw placed everything (constrained layout: two passes over every axes'
-        # tick labels, half of a small-multiples figure's drawing time); the PDF keeps that
-        # placement instead of computing it again
-        if engine is not None:
-            fig.set_layout_engine("none")
-        try:
-            fig.savefig(pdf, metadata={"CreationDate": None})  # no timestamp: same figure, same bytes
-        finally:
+        if "pdf" in formats:
+            pdf = Path(pdf) if pdf is not None else png.with_suffix(".pdf")
+            # the PNG's draw placed everything (constrained layout: two passes over every axes'
+            # tick labels, half of a small-multiples figure's drawing time); the PDF keeps that
+            # placement instead of computing it again
             if engine is not None:
-                fig.set_layout_engine(engine)
-    out = [png, pdf]
+                fig.set_layout_engine("none")
+            try:
+                fig.savefig(pdf, metadata={"CreationDate": None})  # no timestamp: same figure, same bytes
+            finally:
+                if engine is not None:
+                    fig.set_layout_engine(engine)
+            out.append(pdf)
     if data is not None:
         nc = Path(nc) if nc is not None else png.with_suffix(".nc")
         io.write_dataset(data, nc)
