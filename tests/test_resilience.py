@@ -94,8 +94,9 @@ def test_basin_stability_1d_split_at_unstable_root():
     np.testing.assert_array_equal(res["labels"][0], want)
 
 
+@pytest.mark.parametrize("method", ["continuation", "chord"])
 @pytest.mark.parametrize("beta", [4.5, 6.0, 8.0, 12.0])
-def test_tipping_locates_saddle_node_curve(beta):
+def test_tipping_locates_saddle_node_curve(beta, method):
     th_low_dies, th_high_dies = fold_thetas(beta)
     batch_list, eqs = [], []
     thetas = [th_high_dies + 0.2 * (th_low_dies - th_high_dies),
@@ -107,7 +108,8 @@ def test_tipping_locates_saddle_node_curve(beta):
     batch = NetworkBatch(np.full((2, 1, 1), beta), np.array(thetas)[:, None], "logistic")
     ds = equilibria_ds([e[0] for e in eqs], [e[1] for e in eqs], 1)
     stable = np.isin(ds.eq_type.values, [0, 1])
-    up, down, st_up, st_down = tipping_shifts(batch, ds.x_eq.values, stable)
+    up, down, st_up, st_down = tipping_shifts(batch, ds.x_eq.values, stable,
+                                              ResilienceSettings(tipping_method=method))
     for b, theta in enumerate(thetas):
         x = ds.x_eq.values[b, :2, 0]
         lowi, highi = int(np.argmin(x)), int(np.argmax(x))
@@ -250,7 +252,8 @@ def test_linear_activation_has_no_fold_and_cubic_divergence_counted():
         (np.array([[6.0, -4.0], [4.0, 6.0]]), np.array([3.0, -1.0]), "logistic", [5.0, 9.0]),
     ],
 )
-def test_fold_is_where_det_J_vanishes(W, theta, activation, x_guess):
+@pytest.mark.parametrize("method", ["continuation", "chord"])
+def test_fold_is_where_det_J_vanishes(W, theta, activation, x_guess, method):
     # 2-D networks whose saturated state folds when the input is lowered: at the located
     # fold the continued state is an equilibrium of the shifted network and J is singular
     from scipy.optimize import fsolve
@@ -262,8 +265,14 @@ def test_fold_is_where_det_J_vanishes(W, theta, activation, x_guess):
     x = fsolve(net.vector_field, x_guess, xtol=1e-13)
     assert np.max(np.linalg.eigvals(net.jacobian(x)).real) < 0
     act = get_activation(activation)
-    sh, st, xl = continue_to_tipping(W[None].repeat(2, 0), theta[None].repeat(2, 0), act,
-                                     np.stack([x, x]), np.array([1.0, -1.0]))
+    if method == "chord":
+        from koopnet._resilience_tipping import tip_branch
+
+        out = [tip_branch(W, theta, act, x, d) for d in (1.0, -1.0)]
+        sh, st, xl = (np.array(v) for v in zip(*out))
+    else:
+        sh, st, xl = continue_to_tipping(W[None].repeat(2, 0), theta[None].repeat(2, 0), act,
+                                         np.stack([x, x]), np.array([1.0, -1.0]))
     assert st[0] == TippingStatus.no_fold_in_range and np.isnan(sh[0])
     assert st[1] == TippingStatus.fold and sh[1] < 0
     shifted = Network(W, theta + sh[1], activation)
@@ -274,7 +283,8 @@ def test_fold_is_where_det_J_vanishes(W, theta, activation, x_guess):
     assert abs(lead) < 1e-3 and abs(np.linalg.det(shifted.jacobian(xl[1]))) < 1e-3
 
 
-def test_tanh_odd_symmetry_mirrors_tipping_shifts():
+@pytest.mark.parametrize("method", ["continuation", "chord"])
+def test_tanh_odd_symmetry_mirrors_tipping_shifts(method):
     # tanh with theta = 0 is odd: x* -> -x* maps equilibria to equilibria and a shift +delta
     # of x* to -delta of -x*, so tipping_shift_up(x*) = -tipping_shift_down(-x*) exactly
     from koopnet.equilibria import equilibria_dataset
@@ -287,7 +297,8 @@ def test_tanh_odd_symmetry_mirrors_tipping_shifts():
     stable = np.isin(eq.eq_type.values, [0, 1])
     x = eq.x_eq.values
     assert stable.sum() >= 2
-    up, down, st_up, st_down = tipping_shifts(batch, x, stable)
+    up, down, st_up, st_down = tipping_shifts(batch, x, stable,
+                                              ResilienceSettings(tipping_method=method))
     pairs = folds = 0
     for e in np.flatnonzero(stable[0]):
         d = np.max(np.abs(x[0] + x[0, e]), axis=1)  # partner -x*
@@ -301,7 +312,8 @@ def test_tanh_odd_symmetry_mirrors_tipping_shifts():
     assert pairs >= 2 and folds >= 1
 
 
-def test_hopf_and_fold_flags_on_excitatory_inhibitory_pair():
+@pytest.mark.parametrize("method", ["continuation", "chord"])
+def test_hopf_and_fold_flags_on_excitatory_inhibitory_pair(method):
     # an E-I pair (Wilson-Cowan-like): from a stable focus, raising the input ends in a fold
     # (a real eigenvalue reaches 0), lowering it in a Hopf point (a complex pair reaches the
     # imaginary axis, the equilibrium survives but loses stability)
@@ -315,8 +327,14 @@ def test_hopf_and_fold_flags_on_excitatory_inhibitory_pair():
     net = Network(W, theta, "logistic")
     x = fsolve(net.vector_field, [-3.03, -0.65], xtol=1e-13)
     assert np.max(np.linalg.eigvals(net.jacobian(x)).real) < 0
-    sh, st, xl = continue_to_tipping(W[None].repeat(2, 0), theta[None].repeat(2, 0),
-                                     LOGISTIC, np.stack([x, x]), np.array([1.0, -1.0]))
+    if method == "chord":
+        from koopnet._resilience_tipping import tip_branch
+
+        out = [tip_branch(W, theta, LOGISTIC, x, d) for d in (1.0, -1.0)]
+        sh, st, xl = (np.array(v) for v in zip(*out))
+    else:
+        sh, st, xl = continue_to_tipping(W[None].repeat(2, 0), theta[None].repeat(2, 0),
+                                         LOGISTIC, np.stack([x, x]), np.array([1.0, -1.0]))
     assert st[0] == TippingStatus.fold and st[1] == TippingStatus.hopf
     assert sh[0] > 0 > sh[1]
     for k in range(2):
@@ -354,7 +372,8 @@ def test_slow_attractor_is_not_read_as_unsettled():
     assert res["basin_stability"][0, 0] == 1.0  # the only attractor attracts everything
 
 
-def test_symmetry_breaking_pitchfork_is_a_branch_point_not_a_fold():
+@pytest.mark.parametrize("method", ["continuation", "chord"])
+def test_symmetry_breaking_pitchfork_is_a_branch_point_not_a_fold(method):
     # W = [[8, -1], [-1, 8]], theta = -W 1/2 = -3.5: on the symmetric line x = (a, a),
     # a = 7 sigma(a) - 3.5 + delta; J has eigenvalues -1 + 9 sigma'(a) (antisymmetric vector)
     # and -1 + 7 sigma'(a) (symmetric). Raising delta, the lower symmetric state first loses
@@ -368,7 +387,8 @@ def test_symmetry_breaking_pitchfork_is_a_branch_point_not_a_fold():
     sig = 1 / (1 + np.exp(-a0))
     assert 9 * sig * (1 - sig) < 1  # stable at delta = 0
     batch = NetworkBatch(W[None], np.full((1, 2), -3.5), "logistic")
-    up, down, st_up, st_down = tipping_shifts(batch, np.full((1, 1, 2), a0), np.ones((1, 1), bool))
+    s = ResilienceSettings(tipping_method=method)
+    up, down, st_up, st_down = tipping_shifts(batch, np.full((1, 1, 2), a0), np.ones((1, 1), bool), s)
     assert st_up[0, 0] == TippingStatus.branch_point
     assert abs(up[0, 0] - delta_star) < 1e-6
     # the asymmetric stable states (one unit high, one low) of the same network end in folds:
@@ -378,7 +398,7 @@ def test_symmetry_breaking_pitchfork_is_a_branch_point_not_a_fold():
     eq = find_equilibria(batch[0], seed=0)
     mixed = [x for x, t in zip(eq.x, eq.eq_type) if t in (0, 1) and abs(x[0] - x[1]) > 1.0]
     assert len(mixed) == 2
-    _, _, st_up, st_down = tipping_shifts(batch, np.array(mixed)[None], np.ones((1, 2), bool))
+    _, _, st_up, st_down = tipping_shifts(batch, np.array(mixed)[None], np.ones((1, 2), bool), s)
     assert set(st_up[0]) | set(st_down[0]) <= {TippingStatus.fold, TippingStatus.no_fold_in_range}
     assert TippingStatus.fold in set(st_up[0]) | set(st_down[0])
 
@@ -627,3 +647,101 @@ def test_chord_losses_equal_the_continuation_reference(seed):
                                    ResilienceSettings(robustness_method="continuation", **kw))
     assert np.all(ref[stable] < 0.9)  # lost midway
     np.testing.assert_array_equal(fast, ref)
+
+
+def _tipping_reference_and_chord(batch, seed):
+    """Tipping of every stable equilibrium of a one-network batch, both directions, by the
+    reference continuation and by the chord path (starts' spectra from the equilibria stage)."""
+    from koopnet.equilibria import equilibria_dataset
+
+    eq = equilibria_dataset(batch, [seed])
+    stable = np.isin(eq.eq_type.values, [0, 1])
+    x = np.where(stable[..., None], eq.x_eq.values, np.nan)
+    eigs = eq.jacobian_eigenvalues.values
+    out = {}
+    for method in ("continuation", "chord"):
+        out[method] = tipping_shifts(batch, x, stable, ResilienceSettings(tipping_method=method),
+                                     eigenvalues=eigs)
+    return stable, out["continuation"], out["chord"]
+
+
+@pytest.mark.parametrize("N,g,act,seed", [
+    (30, 4.0 / 3.0, "tanh", 3),   # a fold one way, stable to the end of the range the other
+    (12, 8.0, "logistic", 6),     # bistable: each state folds one way
+    (20, 4.0 / 3.0, "tanh", 27),  # a Hopf point
+    (30, 8.0, "logistic", 38),    # three stable states: Hopf points and folds
+    (50, 3.0, "logistic", 4),     # a reactive state, stable to the end of the range
+])
+def test_chord_tipping_equals_the_continuation_reference(N, g, act, seed):
+    # the O(N^2)-per-step path against the reference (an LU per Newton iteration, eigenvalues
+    # wherever a Cholesky certificate fails): identical statuses, and shifts within a few
+    # tipping_tol (both bisect the same bracket to tol = 1e-9; chord and exact Newton may
+    # accept a step near a fold at slightly different distances, so allow 10 tol)
+    rng = np.random.default_rng(seed)
+    W = rng.normal(0.0, g / np.sqrt(N), (1, N, N))
+    theta = (-W.sum(axis=2) / 2 if act == "logistic" else 0.0) + rng.normal(0, 0.3, (1, N))
+    batch = NetworkBatch(W, theta, act)
+    stable, ref, fast = _tipping_reference_and_chord(batch, seed)
+    assert stable.any()
+    for r, f in zip(ref[2:], fast[2:]):
+        np.testing.assert_array_equal(f, r)
+    for r, f in zip(ref[:2], fast[:2]):
+        np.testing.assert_array_equal(np.isnan(f), np.isnan(r))
+        np.testing.assert_allclose(f, r, rtol=0, atol=10 * ResilienceSettings().tipping_tol)
+
+
+@pytest.mark.parametrize("lead", [[-0.02], [-0.02 + 0.6j, -0.02 - 0.6j], [-0.03, -0.01 + 0.4j, -0.01 - 0.4j]])
+def test_inertia_certificate_counts_the_eigenvalues_right_of_its_shift(lead):
+    # J_ref = -I + W D with a prescribed spectrum (a leading real eigenvalue, complex pair, or
+    # both, near the axis; the rest at Re <= -0.4; non-normal eigenvectors): the certificate
+    # built from its Schur form claims that J = -I + W D' has exactly k eigenvalues with
+    # Re > -beta. Every pass on perturbed D' (of growing size, some pushing the leading ones
+    # across the axis) is checked against eigvals; both outcomes must occur
+    from scipy.linalg import schur
+
+    from koopnet._resilience_tipping import _Factor, _inertia_from_schur, _schur_eigenvalues
+
+    rng = np.random.default_rng(3)
+    N = 24
+    rest = -0.4 - rng.uniform(0, 1.0, N - len(lead)) + 0j
+    pairs = (N - len(lead)) // 2  # half the rest as complex pairs
+    rest[: 2 * (pairs // 2)] = np.repeat(rest[: pairs // 2], 2)
+    rest[: 2 * (pairs // 2)] += 1j * np.tile([0.3, -0.3], pairs // 2) * np.repeat(
+        rng.uniform(0.5, 2, pairs // 2), 2)
+    lam = np.concatenate([np.asarray(lead, dtype=complex), rest])
+    # a real matrix with spectrum lam: real 2x2 blocks for the pairs, random similarity
+    B = np.zeros((N, N))
+    i = 0
+    while i < N:
+        if lam[i].imag != 0:
+            B[i : i + 2, i : i + 2] = [[lam[i].real, lam[i].imag], [-lam[i].imag, lam[i].real]]
+            i += 2
+        else:
+            B[i, i] = lam[i].real
+            i += 1
+    V = np.eye(N) + 0.3 * rng.normal(size=(N, N)) / np.sqrt(N)
+    J_ref = V @ B @ np.linalg.inv(V)
+    d = rng.uniform(0.05, 0.25, N)
+    W = (J_ref + np.eye(N)) / d[None, :]
+    T, Z = schur(W * d[None, :] - np.eye(N), output="real")
+    cert = _inertia_from_schur(W, d, T, Z, _schur_eigenvalues(T))
+    assert cert is not None and cert.k == len(lead)
+    passes = fails = crossed = 0
+    for eps in np.geomspace(1e-3, 3.0, 40):
+        for _ in range(3):
+            d2 = d * (1 + eps * rng.normal(size=N))
+            ok = cert.certifies(d2)
+            ev = np.linalg.eigvals(W * d2[None, :] - np.eye(N))
+            if ok:
+                passes += 1
+                assert np.count_nonzero(ev.real > -cert.beta) == cert.k
+                crossed += bool(np.max(ev.real) > 0)
+            else:
+                fails += 1
+    assert passes > 10 and fails > 10 and crossed > 0
+    # sign(det J) from the LU, the exact test of a real eigenvalue across the axis
+    fac = _Factor(W, get_activation("linear"))
+    for _ in range(5):
+        x = rng.normal(size=N)
+        fac.refresh(x)
+        assert fac.det_sign == np.sign(np.linalg.det(fac.jacobian(x)))

@@ -38,6 +38,7 @@ from ._resilience_continuation import (
     jacobian_rows,
 )
 from ._resilience_removal import contraction_norm, removal_sequence_survival
+from ._resilience_tipping import tip_branch
 from .activations import Activation
 from .network import NetworkBatch
 from .simulate import (
@@ -102,6 +103,8 @@ class ResilienceSettings:
     """Bracket length in p below which a removal counts as destroying the state."""
     robustness_method: str = "auto"
     """``chord``: chord Newton with Woodbury updates of one LU, O(N^2) per removal, stability mostly by an O(N) bound, and a contraction certificate (koopnet._resilience_removal); ``continuation``: the reference, a continuation with eigenvalues at every removal, O(N^3) per removal (faster below N ~ 30, where Python overhead dominates); ``auto``: chord from N = 32 on."""
+    tipping_method: str = "auto"
+    """``chord``: chord Newton on one LU kept across steps, stability of accepted points by O(N) bounds, sign(det J) and inertia (Lyapunov) certificates, eigenvalues only where none decides (koopnet._resilience_tipping); ``continuation``: the reference, an LU per Newton iteration and eigenvalues wherever a Cholesky certificate fails (every point of a bracket bisection); ``auto``: chord from N = 32 on. Same statuses; shifts equal to a few tipping_tol."""
     integration: IntegrationSettings = field(default_factory=IntegrationSettings)
     """How basin-stability trajectories are integrated (the shared config section ``integration``, not a key of ``resilience``)."""
 
@@ -114,6 +117,8 @@ class ResilienceSettings:
             raise ValueError("basin_pilot must be >= 0")
         if self.robustness_method not in ("auto", "chord", "continuation"):
             raise ValueError("robustness_method must be 'auto', 'chord' or 'continuation'")
+        if self.tipping_method not in ("auto", "chord", "continuation"):
+            raise ValueError("tipping_method must be 'auto', 'chord' or 'continuation'")
         for name in ("assign_tol",
                      "tipping_max_shift", "tipping_initial_step", "tipping_max_step",
                      "tipping_tol", "newton_tol", "robustness_initial_step", "robustness_tol"):
@@ -376,13 +381,17 @@ def tipping_shifts(
     stable: np.ndarray,
     settings: ResilienceSettings | None = None,
     w_norm: np.ndarray | None = None,
+    eigenvalues: np.ndarray | None = None,
+    reactivity: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Uniform input shifts at which stable equilibria tip, in both directions.
 
     A network with ||W||_2 Lip(sigma) < 1 is a contraction for every input: its equilibrium
     never tips (``no_fold_in_range`` without continuation). Otherwise each stable equilibrium
-    is continued (:func:`koopnet._resilience_continuation.continue_to_tipping`), its stability
-    decided by a Cholesky certificate where it holds and by eigenvalues elsewhere.
+    is continued, by ``tipping_method``: ``chord`` (:func:`koopnet._resilience_tipping.tip_branch`,
+    O(N^2) per step away from bifurcations) or ``continuation``
+    (:func:`koopnet._resilience_continuation.continue_to_tipping`, the reference: its stability
+    decided by a Cholesky certificate where it holds and by eigenvalues elsewhere).
 
     Parameters
     ----------
@@ -392,6 +401,11 @@ def tipping_shifts(
     settings : ResilienceSettings
     w_norm : array, shape (B,), optional
         ||W||_2 of each network, if already computed.
+    eigenvalues : complex array, shape (B, E, N), optional
+        Jacobian eigenvalues of the equilibria (the equilibria stage's
+        ``jacobian_eigenvalues``): the start's stability is read from them (``chord``).
+    reactivity : array, shape (B, E), optional
+        lambda_max((J + J^T) / 2) of the equilibria, if already computed (``chord``).
 
     Returns
     -------
@@ -417,7 +431,26 @@ def tipping_shifts(
         contraction = w_norm * lip < 1.0
     status[:, valid & stable & contraction[:, None]] = TippingStatus.no_fold_in_range
     bb, ee = np.nonzero(valid & stable & ~contraction[:, None])
-    if bb.size:
+    chord = s.tipping_method == "chord" or (s.tipping_method == "auto" and N >= AUTO_CHORD_TIPPING_UNITS)
+    if bb.size and chord:
+        opts = dict(max_shift=s.tipping_max_shift, initial_step=s.tipping_initial_step,
+                    max_step=s.tipping_max_step, tol=s.tipping_tol, max_iter=s.tipping_max_iter,
+                    newton_tol=s.newton_tol, bifurcation_eig_tol=s.bifurcation_eig_tol)
+        known = eigenvalues is not None and np.shape(eigenvalues) == (B, E, N)
+        for b, e in zip(bb, ee):  # one branch at a time, the two directions share the start
+            Wb = np.asarray(batch.W[b])
+            lead = None
+            if known and np.all(np.isfinite(eigenvalues[b, e])):
+                lead = eigenvalues[b, e][np.argmax(eigenvalues[b, e].real)]
+            react = np.inf if reactivity is None else float(reactivity[b, e])
+            wn = None if w_norm is None else float(w_norm[b])
+            shared: dict = {}
+            for i, direction in enumerate((1.0, -1.0)):
+                sh, st, _ = tip_branch(Wb, np.asarray(batch.theta[b]), batch.activation, x_eq[b, e],
+                                       direction, lead0=lead, reactivity=react, w_norm=wn,
+                                       shared=shared, **opts)
+                shifts[i, b, e], status[i, b, e] = sh, st
+    elif bb.size:
         K = bb.size
         W = np.concatenate([batch.W[bb], batch.W[bb]])
         th = np.concatenate([batch.theta[bb], batch.theta[bb]])
@@ -433,6 +466,10 @@ def tipping_shifts(
         shifts[0, bb, ee], shifts[1, bb, ee] = sh[:K], sh[K:]
         status[0, bb, ee], status[1, bb, ee] = st[:K], st[K:]
     return shifts[0], shifts[1], status[0], status[1]
+
+
+#: ``tipping_method = "auto"`` uses the chord path from this many units on.
+AUTO_CHORD_TIPPING_UNITS = 32
 
 
 # --------------------------------------------------------------------------- robustness
@@ -708,7 +745,8 @@ def resilience_dataset(
     w_norm = np.linalg.norm(np.asarray(batch.W), 2, axis=(1, 2))
     return_time = np.where(stable & (margin > 0), 1.0 / np.where(margin > 0, margin, 1.0), np.nan)
     basin = basin_stability(batch, seeds, x_eq, stable, s, margin=margin, w_norm=w_norm)
-    up, down, st_up, st_down = tipping_shifts(batch, x_eq, stable, s, w_norm=w_norm)
+    up, down, st_up, st_down = tipping_shifts(batch, x_eq, stable, s, w_norm=w_norm,
+                                              eigenvalues=eigs, reactivity=react)
     robust, robust_se = structural_robustness(batch, seeds, x_eq, stable, s, reactivity=react,
                                               w_norm=w_norm)
     beta, theta_eff, x_eff = gao_reduction(np.asarray(batch.W), np.asarray(batch.theta), x_eq)
