@@ -61,3 +61,40 @@ def test_first_call_costs_are_not_charged_to_the_first_network(tmp_path, monkeyp
     # once per process: a second job is not warmed up again
     pipeline.run_job("equilibria", job, {"seed": 1}, {}, outputs)
     assert calls[3:] == [5, 5]
+
+
+def _as_xarray_reads(path, group: str) -> xr.Dataset:
+    """The reference reader: xarray's own decoding of one group, complex values reassembled."""
+    return io.decode_complex(xr.open_dataset(path, engine="netcdf4", group=group).load())
+
+
+def test_open_groups_reads_what_xarray_reads(tmp_path):
+    # open_groups reads plain groups without xarray's decoding machinery and hands the others
+    # (here: a boolean, which xarray stores as int8 with a dtype attribute) to xarray; either
+    # way the datasets are those of xarray.open_dataset, variable order and dtypes included
+    rng = np.random.default_rng(0)
+    plain = xr.Dataset(
+        {"W": (("network", "unit", "presynaptic_unit"), rng.standard_normal((2, 3, 3)), {"long_name": "weights"}),
+         "eig": (("network", "mode"), rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3)),
+                 {"units": "1/time"}),
+         "status": ("network", np.array([0, 2], dtype=np.int8),
+                    {"flag_values": np.array([0, 1, 2], dtype=np.int8), "flag_meanings": "ok a b"}),
+         "count": ("network", np.array([3, -1], dtype=np.int64))},
+        coords={"seed": ("network", [4, 5]), "label": ("network", np.array(["x", "yz"], dtype=object)),
+                "mode": [0, 1, 2]},
+        attrs={"stage": "test", "n": 3})
+    with_bool = plain.assign(flag=("network", np.array([True, False])))
+    path = tmp_path / "groups.nc"
+    io.write_datasets({"plain": plain, "with_bool": with_bool}, path)
+    groups = io.open_groups(path)
+    assert list(groups) == ["plain", "with_bool"]
+    import netCDF4
+
+    with netCDF4.Dataset(path) as nc:  # the first is read by the fast path, the second is not
+        assert io._read_group(nc["plain"]) is not None and io._read_group(nc["with_bool"]) is None
+    for name, ds in groups.items():
+        ref = _as_xarray_reads(path, name)
+        xr.testing.assert_identical(ds, ref)
+        assert list(ds.variables) == list(ref.variables)
+        assert all(ds[v].dtype == ref[v].dtype for v in ref.variables)
+    xr.testing.assert_identical(groups["plain"], plain)  # and they are what was written

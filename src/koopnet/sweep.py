@@ -530,15 +530,17 @@ def _plain(obj):
 
 def _pad_to(ds: xr.Dataset, sizes: Mapping[str, int]) -> xr.Dataset:
     """Pad inner dimensions at their end to ``sizes`` with the documented fill values."""
-    out = {}
-    for name, var in ds.data_vars.items():
+    out, padded = {}, False
+    for name in ds.data_vars:
+        var = ds.variables[name]  # (not ds[name]: building a DataArray per variable is slow)
         pad = {d: (0, sizes[d] - var.sizes[d]) for d in var.dims if d in sizes and sizes[d] > var.sizes[d]}
         if pad:
             fill = {"i": FILL_INT, "u": FILL_INT, "b": False, "c": complex(np.nan, np.nan)}.get(var.dtype.kind, np.nan)
             data = np.pad(var.values, [pad.get(d, (0, 0)) for d in var.dims], constant_values=fill)
             var = xr.Variable(var.dims, data, var.attrs)
+            padded = True
         out[name] = var
-    return xr.Dataset(out, coords=ds.coords, attrs=ds.attrs)
+    return xr.Dataset(out, coords=ds.coords, attrs=ds.attrs) if padded else ds
 
 
 def collect(
