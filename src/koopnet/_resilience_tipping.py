@@ -5,7 +5,8 @@ Private helper of :mod:`koopnet.resilience`. The reference
 of f(x) + delta 1 = 0 in delta with an LU per Newton iteration, a Cholesky certificate per
 accepted point and ``eigvals`` wherever that fails (reactive states, every point of the
 bisection of a fold or Hopf bracket). Here one branch (one equilibrium, one direction) is
-followed with the same steps, the same acceptance test and the same bisection, but
+followed with the same steps, the same acceptance test and the same bisection (of a Hopf
+bracket excepted, below), but
 
 * **chord Newton on one LU kept across steps**: the LU of J(x) = -I + W diag(sigma'(x)) at a
   reference state serves every corrector iteration (two triangular solves, O(N^2)) and the
@@ -31,12 +32,25 @@ followed with the same steps, the same acceptance test and the same bisection, b
      rest of the spectrum) makes the one eigenvalue near 0 real, so sign det J decides
      stability exactly, all the way into a fold. Q is tested as
      :class:`koopnet._resilience_removal._Lyapunov` tests its Q (an O(N) Weyl drift test
-     from a banked Cholesky bound, else a shifted Cholesky test);
-  4. only where none decides: the eigenvalues (``eigvals``; in a bracket bisection a real
-     Schur form, whose spectrum decides and which yields the next inertia certificate).
+     from a banked Cholesky bound, else a shifted Cholesky test). For k >= 1 the group may hold one real eigenvalue (sign det J decides it) and complex
+     pairs, each computed by shifted inverse iteration (one complex LU) to a residual at
+     round-off level, as ``eigvals`` computes it;
+  4. only where none decides: the eigenvalues (``eigvals``; a real Schur form, whose
+     spectrum decides and which yields the next inertia certificate, where one is likely to
+     pay: a separated leading group in a bracket bisection, or eigenvalues needed again and
+     again; a certificate that certified fewer than ``_PAYS`` states makes the next Schur
+     form wait for 1, 2, 4, ... ``eigvals`` decisions, as near a crowded spectral edge,
+     where each holds only briefly).
 
   No decision rests on a bound that could be wrong: every certificate is sufficient, every
   test that fails decides nothing, and the last resort is the reference's ``eigvals``;
+* **a Hopf point** (a step ends on a state whose leading eigenvalues are a complex pair
+  right of the axis, by eigenvalues): the crossing of that pair is located by regula falsi
+  (Illinois) on its real part, tracked by inverse iteration (a complex LU per point) instead
+  of a bisection with ``eigvals`` at every point, to a bracket shorter than 2 ``tol``; its
+  lower end is then verified stable, led by the tracked pair, by ``eigvals`` (else the
+  reference's bisection takes over). Like the reference's bisection this samples the
+  branch: a loss of stability that occurs and reverses between samples is seen by neither;
 * **the start's spectrum is known** (the equilibria stage's ``jacobian_eigenvalues``);
 * **the end**: the leading eigenvalue of the last accepted point (when not known) and, at a
   real crossing, the left null vector that separates a fold from a branch point, by inverse
@@ -69,6 +83,11 @@ _REFRESHES = 2
 _CHORD_ITER = 40
 #: relative residual of the tangent's iterative refinement
 _TANGENT_RTOL = 1e-12
+#: an inertia certificate that certified fewer states than this (its own point included) did
+#: not pay for its Schur form and Lyapunov solve (about 3 ``eigvals``)
+_PAYS = 5
+#: steps longer than this fraction of max_step fall back to exact Newton where the chord fails
+_EXACT_NEWTON_STEP = 1e-2
 #: operation counts of the last calls (benchmarks and tests read them)
 COUNTS: dict[str, int] = {}
 
@@ -231,11 +250,10 @@ def _inertia_from_schur(W, d, T, Z, ev):
     return cert if cert.ok and cert.certifies(d) else None
 
 
-def _leading_pair(J, sigma, beta, tol):
+def _eig_near(J, sigma, tol):
     """The eigenvalue of J nearest sigma by shifted inverse iteration (one complex LU), if it
-    converges (residual ||J u - lambda u|| < tol, |u| = 1) to a non-real eigenvalue with real
-    part > -beta / 2; else None. Under a k = 2 certificate (exactly two eigenvalues with real
-    part > -beta) it and its conjugate are those two."""
+    converges (residual ||J u - lambda u|| < tol, |u| = 1) to a non-real eigenvalue; returned
+    with Im > 0. Else None."""
     N = J.shape[0]
     _count("complex_lu")
     A = J.astype(complex)
@@ -253,10 +271,17 @@ def _leading_pair(J, sigma, beta, tol):
         Ju = J @ u
         lam = np.vdot(u, Ju)
         if np.linalg.norm(Ju - lam * u) < tol:
-            if abs(lam.imag) > 1e3 * tol and lam.real > -0.5 * beta:
+            if abs(lam.imag) > 1e3 * tol:
                 return complex(lam.real, abs(lam.imag))
             return None
     return None
+
+
+def _leading_pair(J, sigma, beta, tol):
+    """:func:`_eig_near` with real part > -beta / 2, else None. Under a certificate that
+    exactly k eigenvalues have real part > -beta, it and its conjugate are two of those."""
+    lam = _eig_near(J, sigma, tol)
+    return lam if lam is not None and lam.real > -0.5 * beta else None
 
 
 def _inverse_iteration(fac, N, trans, tol=1e-12, max_iter=60):
@@ -317,8 +342,8 @@ def tip_branch(
     max_shift, initial_step, max_step, tol, max_iter, newton_tol, bifurcation_eig_tol
         As :func:`koopnet._resilience_continuation.continue_branches` (units of theta).
     newton_max_iter : int
-        Unused (the chord corrector has its own iteration rules); accepted for a common
-        signature with the reference.
+        Iterations of the exact Newton corrector that takes over where the chord fails on a
+        step longer than ``_EXACT_NEWTON_STEP * max_step``.
     shared : dict, optional
         One dict per equilibrium, passed to both its directions: the inertia certificate of
         the start (a real Schur form of J(x0)) is built once, when a reactive state first
@@ -494,21 +519,29 @@ def tip_branch(
             # needed again and again), else eigvals
             J = fac.jacobian(xp) if J is None else J
             eig_decisions += 1
-            if (bisecting and separated[0]) or (eig_decisions >= 3 + wait[0]):
+            if (bisecting and separated[0] and eig_decisions > wait[0]) or (
+                    eig_decisions >= 3 + wait[0]):
                 _count("schur")
                 T, Z = schur(J, output="real", check_finite=False)
                 ev = _schur_eigenvalues(T)
                 lam = _leading(ev)
+                new = None
                 if lam.real < 0:
                     _count("inertia")
                     new = _inertia_from_schur(W, dn, T, Z, ev)
                     if TRACE is not None:
                         o = np.argsort(-ev.real)
                         TRACE.append(("cert", None if new is None else (new.k, new.beta), ev[o[:3]]))
-                    if new is not None:
-                        if cert is not None:  # did the last one pay for its Schur form?
-                            wait[0] = 0 if cert.uses >= 4 else max(1, 2 * wait[0])
-                        cert, eig_decisions = new, 0
+                # a Schur form and certificate cost about 3 eigvals: one that certified fewer
+                # than _PAYS states (or none was built) makes the next wait for 1, 2, 4, ...
+                # eigvals decisions (crowded spectra near the axis, where each holds briefly)
+                if new is None or (cert is not None and cert.uses < _PAYS):
+                    wait[0] = max(1, 2 * wait[0])
+                elif cert is not None:
+                    wait[0] = 0
+                if new is not None:
+                    cert = new
+                eig_decisions = 0
             else:
                 _count("eigvals")
                 ev = np.linalg.eigvals(J)
@@ -516,19 +549,10 @@ def tip_branch(
             separated[0] = _split(ev)[0] > 0
             return bool(lam.real < 0), complex(lam), False
 
-        p = 0.0
-        step = float(initial_step)
-        rejected_before = False
-        ever_rejected = False
-        for _ in range(max_iter):
-            p_try = p + step
-            at_end = p_try >= max_shift
-            if at_end:
-                p_try = max_shift
-            x_pred = x + (p_try - p) * v
-            conv = False
+        def corrector(x_pred, p_t):
+            """Chord Newton at delta = direction * p_t from x_pred: (converged, x)."""
             refreshes = 0
-            fxp = lambda xv: field(xv, p_try)  # noqa: E731
+            fxp = lambda xv: field(xv, p_t)  # noqa: E731
             while True:
                 conv, xp, ratio = (_chord(fac, fxp, x_pred, newton_tol) if fac.ok
                                    else (False, x_pred, 0.0))
@@ -536,38 +560,77 @@ def tip_branch(
                 # reference's first Newton Jacobian), then at the chord's last iterate; an
                 # iteration that does not contract at all (beyond a fold: no solution) is
                 # left alone after the first refresh
-                if conv or refreshes >= _REFRESHES or (refreshes and not ratio < 1.0):
+                if conv:
+                    return conv, xp
+                if refreshes >= _REFRESHES or (refreshes and not ratio < 1.0):
                     break
                 refreshes += 1
                 if not fac.refresh(x_pred if refreshes == 1 else xp):
+                    return False, xp
+            if not exact_newton[0]:
+                return False, xp
+            # the reference's corrector: Newton with a fresh LU per iteration from x_pred
+            xn = x_pred.copy()
+            for _ in range(newton_max_iter):
+                F = fxp(xn)
+                if np.max(np.abs(F)) < newton_tol:
+                    return True, xn
+                if not fac.refresh(xn):
+                    return False, xn
+                xn = xn - fac.solve(F)
+            return bool(np.max(np.abs(fxp(xn))) < newton_tol), xn
+
+        res_tol = 1e-12 * (1.0 + w_norm)  # eigenpair residual of inverse iteration
+        exact_newton = [True]
+
+        def locate_hopf(p_lo, x_lo, v_lo, p_hi, lam_hi):
+            """A complex pair found right of the axis at p_hi (x at p_lo stable): the crossing
+            of that pair, by regula falsi (Illinois) on its real part, tracked by inverse
+            iteration (a complex LU per point) instead of a bisection with ``eigvals`` at
+            every point; the lower end is then verified stable by ``eigvals``. Returns
+            (p_lo, x_lo, p_hi, lead at x_lo) with p_hi - p_lo < 2 tol, or None (the caller
+            goes on as the reference would)."""
+            lam_lo = _eig_near(fac.jacobian(x_lo), lam_hi, res_tol)
+            if lam_lo is None or not lam_lo.real < 0:
+                return None
+            g_lo, g_hi, side = lam_lo.real, lam_hi.real, 0
+            for _ in range(60):
+                w = p_hi - p_lo
+                if w < 2.0 * tol:
                     break
-            accept = False
-            if TRACE is not None:
-                TRACE.append(("try", p_try, step, conv))
-            if conv:
-                corr = np.max(np.abs(xp - x_pred))
-                move = np.max(np.abs(x_pred - x))
-                small = corr <= 0.5 * move + 1e-9 * (1.0 + np.max(np.abs(x)))
-                if small:
-                    ok, vn = tangent(xp)
-                    if ok:
-                        dn = act.dsigma(xp)
-                        stable, lead_new, k1_new = decide(xp, dn, ever_rejected)
-                        accept = stable
-            if accept:
-                x, p, v, d_x = xp, p_try, vn, dn
-                lead, k1 = lead_new, k1_new
-                if not rejected_before:
-                    step = min(step * 1.5, max_step)
-                if at_end:
-                    return np.nan, int(TippingStatus.no_fold_in_range), x
-                rejected_before = False
-                continue
-            step *= 0.5
-            rejected_before = ever_rejected = True
-            if step >= tol:
-                continue
-            # the bracket [p, p + 2 step] is closed: classify the end
+                pm = p_lo + w * g_lo / (g_lo - g_hi)
+                pm = min(max(pm, p_lo + 0.25 * tol), p_hi - 0.25 * tol)
+                conv, xm = corrector(x_lo + (pm - p_lo) * v_lo, pm)
+                if not conv:
+                    return None
+                t = (pm - p_lo) / w
+                lam_m = _eig_near(fac.jacobian(xm), (1 - t) * lam_lo + t * lam_hi, res_tol)
+                if lam_m is None:
+                    return None
+                if lam_m.real < 0:
+                    ok, vm = tangent(xm)
+                    if not ok:
+                        return None
+                    p_lo, x_lo, v_lo, lam_lo, g_lo = pm, xm, vm, lam_m, lam_m.real
+                    if side == -1:
+                        g_hi *= 0.5
+                    side = -1
+                else:
+                    p_hi, lam_hi, g_hi = pm, lam_m, lam_m.real
+                    if side == 1:
+                        g_lo *= 0.5
+                    side = 1
+            else:
+                return None
+            _count("eigvals")  # the lower end, verified: stable, led by the tracked pair
+            ev = np.linalg.eigvals(fac.jacobian(x_lo))
+            lead_v = complex(_leading(ev))
+            if not (lead_v.real < 0 and abs(lead_v - lam_lo) < 1e-6 * (1.0 + abs(lam_lo))):
+                return None
+            return p_lo, x_lo, p_hi, lead_v
+
+        def classify(x, p, step, lead, k1):
+            """Status and shift of a branch whose bracket [p, p + 2 step] is closed."""
             psi = None
             if k1:  # a certified real eigenvalue right of -beta: by inverse iteration
                 if not fac.is_at(x):
@@ -609,6 +672,60 @@ def tip_branch(
             seen = abs(np.sum(psi * dvec)) / (np.linalg.norm(psi) * np.linalg.norm(dvec))
             st = TippingStatus.branch_point if seen < _BRANCH_TOL else TippingStatus.fold
             return direction * (p + step), int(st), x
+
+        p = 0.0
+        step = float(initial_step)
+        rejected_before = False
+        ever_rejected = False
+        hopf_tried = False
+        for _ in range(max_iter):
+            p_try = p + step
+            at_end = p_try >= max_shift
+            if at_end:
+                p_try = max_shift
+            x_pred = x + (p_try - p) * v
+            # where the chord fails on a long step, exact Newton (the reference's corrector)
+            # decides: a wrong rejection there would change which states are sampled; deep in
+            # a bracket bisection failures are genuine (beyond a fold) and it would cost
+            # newton_max_iter LUs each
+            exact_newton[0] = step > _EXACT_NEWTON_STEP * max_step
+            conv, xp = corrector(x_pred, p_try)
+            accept = False
+            lead_new = None
+            if TRACE is not None:
+                TRACE.append(("try", p_try, step, conv))
+            if conv:
+                corr = np.max(np.abs(xp - x_pred))
+                move = np.max(np.abs(x_pred - x))
+                small = corr <= 0.5 * move + 1e-9 * (1.0 + np.max(np.abs(x)))
+                if small:
+                    ok, vn = tangent(xp)
+                    if ok:
+                        dn = act.dsigma(xp)
+                        stable, lead_new, k1_new = decide(xp, dn, ever_rejected)
+                        accept = stable
+            if accept:
+                x, p, v, d_x = xp, p_try, vn, dn
+                lead, k1 = lead_new, k1_new
+                if not rejected_before:
+                    step = min(step * 1.5, max_step)
+                if at_end:
+                    return np.nan, int(TippingStatus.no_fold_in_range), x
+                rejected_before = False
+                continue
+            if (lead_new is not None and lead_new.real >= 0
+                    and abs(lead_new.imag) > bifurcation_eig_tol and not hopf_tried):
+                # stability lost to a complex pair between p and p_try: locate its crossing
+                hopf_tried = True
+                found = locate_hopf(p, x, v, p_try, complex(lead_new.real, abs(lead_new.imag)))
+                if found is not None:
+                    p_lo, x_lo, p_hi, lead_lo = found
+                    return classify(x_lo, p_lo, 0.5 * (p_hi - p_lo), lead_lo, False)
+            step *= 0.5
+            rejected_before = ever_rejected = True
+            if step >= tol:
+                continue
+            return classify(x, p, step, lead, k1)
     return np.nan, int(TippingStatus.continuation_failed), x
 
 
