@@ -104,7 +104,7 @@ class ResilienceSettings:
     robustness_method: str = "auto"
     """``chord``: chord Newton with Woodbury updates of one LU, O(N^2) per removal, stability mostly by an O(N) bound, and a contraction certificate (koopnet._resilience_removal); ``continuation``: the reference, a continuation with eigenvalues at every removal, O(N^3) per removal (faster below N ~ 30, where Python overhead dominates); ``auto``: chord from N = 32 on."""
     tipping_method: str = "auto"
-    """``chord``: chord Newton on one LU kept across steps, stability of accepted points by O(N) bounds, sign(det J) and inertia (Lyapunov) certificates, eigenvalues only where none decides (koopnet._resilience_tipping); ``continuation``: the reference, an LU per Newton iteration and eigenvalues wherever a Cholesky certificate fails (every point of a bracket bisection); ``auto``: chord from N = 32 on. Same statuses; shifts equal to a few tipping_tol."""
+    """``chord``: chord Newton on one LU kept across steps, stability of accepted points by O(N) bounds, sign(det J) and inertia (Lyapunov) certificates, eigenvalues only where none decides (koopnet._resilience_tipping); ``continuation``: the reference, an LU per Newton iteration and eigenvalues wherever a Cholesky certificate fails (every point of a bracket bisection); ``auto``: chord from N = 80 on (below, Python overhead makes it 0.4-1.1x the reference; 1.2-2.7x at N = 100). Same statuses; shifts equal to a few tipping_tol."""
     integration: IntegrationSettings = field(default_factory=IntegrationSettings)
     """How basin-stability trajectories are integrated (the shared config section ``integration``, not a key of ``resilience``)."""
 
@@ -469,7 +469,7 @@ def tipping_shifts(
 
 
 #: ``tipping_method = "auto"`` uses the chord path from this many units on.
-AUTO_CHORD_TIPPING_UNITS = 32
+AUTO_CHORD_TIPPING_UNITS = 80
 
 
 # --------------------------------------------------------------------------- robustness
