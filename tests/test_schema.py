@@ -75,3 +75,20 @@ def test_integration_section_is_shared_by_dimension_and_resilience():
     with pytest.raises(ConfigError, match=r"dimension.t_discard = 50.0 must be in \[0, integration.t_max = 40.0\)"):
         check_stage_settings({"integration": {"t_max": 40.0}})
     check_stage_settings(config)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (SCHEMA_PATH.parents[2] / "config").glob("*.yaml")))
+def test_defaults_filled_as_snakemake_validate_fills_them(name):
+    # the workflow fills defaults with koopnet.config.fill_defaults on the schema it parsed once,
+    # instead of snakemake.utils.validate (which parses the schema again): the same config results
+    import copy
+
+    from koopnet.config import fill_defaults, load_schema
+
+    config = yaml.safe_load((SCHEMA_PATH.parents[2] / "config" / name).read_text())
+    expected = copy.deepcopy(config)
+    validate(expected, str(SCHEMA_PATH))
+    assert load_schema(SCHEMA_PATH) == SCHEMA
+    filled = fill_defaults(copy.deepcopy(config), load_schema(SCHEMA_PATH))
+    assert filled == expected
+    assert filled != config  # defaults were missing and are now there

@@ -3,11 +3,14 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
-from snakemake.utils import validate
 
-import yaml
-
-from koopnet.config import check_resources, check_stage_settings, schema_errors
+from koopnet.config import (
+    check_resources,
+    check_stage_settings,
+    fill_defaults,
+    load_schema,
+    schema_errors,
+)
 from koopnet.ensembles import WeightFileError
 from koopnet.pipeline import STAGES
 from koopnet.sweep import (
@@ -24,11 +27,13 @@ from koopnet.sweep import (
 def _validate_config():
     """Schema validation (fills defaults) and the settings' cross-key constraints; errors name the key path."""
     schema_file = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-    lines = schema_errors(config, yaml.safe_load(schema_file.read_text()))
+    schema = load_schema(schema_file)
+    lines = schema_errors(config, schema)
     if lines:
         detail = "\n".join(lines)
         raise WorkflowError(f"Invalid config ({schema_file.name}):\n{detail}")
-    validate(config, "../schemas/config.schema.yaml")  # fills the defaults
+    # the defaults, as snakemake.utils.validate would fill them, without parsing the schema again
+    fill_defaults(config, schema)
     try:
         check_stage_settings(config)
     except ConfigError as err:
