@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy.integrate import solve_ivp
 import xarray as xr
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
@@ -611,6 +610,8 @@ def recurrent_data(W=((2.0, -6.0), (-6.0, 2.0)), theta=(2.0, 2.0), activation: s
     # its stable eigenvector
     saddles = np.flatnonzero(eq.eq_type == int(EquilibriumType.saddle))
     bnd = np.full((max(saddles.size, 1), 2, 400, 2), np.nan)
+    from scipy.integrate import solve_ivp  # here, not at import: the sweep figures never need it (0.65 CPU-s)
+
     for s_i, s in enumerate(saddles):
         J = net.jacobian(eq.x[s])
         lam, vec = np.linalg.eig(J)
