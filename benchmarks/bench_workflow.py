@@ -63,6 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="koopnet-bench-workflow-"))
     configfile = args.configfile.resolve()
+    load_before = os.getloadavg()[0]
     total, out = snakemake(args.src, workdir, configfile, "--cores", args.cores)
     jobs: dict[str, int] = {}
     for rule in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", out):
@@ -78,17 +79,20 @@ def main() -> None:
     dry, _ = snakemake(args.src, workdir, configfile, "-n")  # Snakemake's start-up and DAG
     a = sum(analysis.values())
     print(f"source tree {args.src}, config {configfile}, --cores {args.cores}, workdir {workdir}")
+    print(f"machine load (1-min average) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(f"jobs: {jobs}")
     print(f"whole run: {total:.1f} CPU-s")
     print(f"  analysis (stage functions): {a:.1f} CPU-s = {100 * a / total:.0f} %  "
           + ", ".join(f"{k} {v:.1f}" for k, v in sorted(analysis.items())))
     print(f"  collect + figures (rerun alone, incl. Snakemake start-up each): {collect:.1f} + {figures:.1f} CPU-s")
     print(f"  Snakemake start-up and DAG (dry run): {dry:.1f} CPU-s")
+    print(f"  collect + figures without that start-up: {collect - dry:.1f} + {figures - dry:.1f} CPU-s")
     rest = total - a - collect - figures
     n = sum(v for k, v in jobs.items() if k in ("equilibria", "spectra", "metrics"))
     print(f"  everything else (job start-up, files, scheduling): {rest:.1f} CPU-s"
           + (f", {rest / n:.2f} per analysis job" if n else ""))
     print(f"analysis share without collect and figures: {100 * a / (total - collect - figures):.0f} %")
+    print(f"fixed costs (everything but the analysis): {total - a:.1f} CPU-s")
 
 
 if __name__ == "__main__":
