@@ -370,6 +370,42 @@ def test_slow_attractor_is_not_read_as_unsettled():
     res = basin_stability(batch, [3], ds.x_eq.values, stable, s)
     assert res["fraction_unsettled"][0] == 0.0
     assert res["basin_stability"][0, 0] == 1.0  # the only attractor attracts everything
+    # an extension pilot smaller than the unsettled set: its trajectories settle, so all
+    # unsettled ones are extended, as without a pilot
+    from koopnet.resilience import BasinStatus
+
+    piloted = basin_stability(batch, [3], ds.x_eq.values, stable,
+                              ResilienceSettings(n_initial_conditions=50, basin_pilot=5))
+    assert 5 < piloted["n_extended"][0] == res["n_extended"][0]
+    assert piloted["sampling"][0] == res["sampling"][0] == BasinStatus.all_initial_conditions
+    np.testing.assert_array_equal(piloted["labels"], res["labels"])
+
+
+def test_extension_pilot_stops_where_no_extended_trajectory_settles():
+    # the limit cycle of test_basin_pilot_without_a_stable_equilibrium..., with its unstable
+    # focus declared a stable equilibrium with a margin for which settling_time asks for
+    # 1.5 t_max; no trajectory ever settles, so after the first basin_pilot extended ones (no
+    # event) the others are left unsettled at t_max; every label is as with all extended
+    from koopnet.resilience import BasinStatus, basin_box, settling_time
+
+    W = 2.0 * np.array([[1.0, -1.0], [1.0, 1.0]])
+    batch = NetworkBatch(W[None], np.zeros((1, 2)), "tanh")
+    ds = equilibria_ds([[np.zeros(2)]], [[int(EquilibriumType.stable_focus)]], 2)
+    stable = np.ones((1, 1), dtype=bool)
+    integ = ResilienceSettings().integration
+    lo, hi = basin_box(batch)
+    t_unit = settling_time(batch, np.ones((1, 1)), stable, hi - lo, integ.settle_tol)[0]
+    margin = np.full((1, 1), t_unit / (1.5 * integ.t_max))  # settling_time is 1 / margin
+    M, P = 30, 8
+    res = basin_stability(batch, [5], ds.x_eq.values, stable,
+                          ResilienceSettings(n_initial_conditions=M, basin_pilot=P), margin=margin)
+    full = basin_stability(batch, [5], ds.x_eq.values, stable,
+                           ResilienceSettings(n_initial_conditions=M, basin_pilot=0), margin=margin)
+    assert full["n_extended"][0] == M and full["sampling"][0] == BasinStatus.all_initial_conditions
+    assert res["n_extended"][0] == P and res["sampling"][0] == BasinStatus.pilot_extension
+    assert res["n_integrated"][0] == full["n_integrated"][0] == M
+    assert res["fraction_unsettled"][0] == full["fraction_unsettled"][0] == 1.0
+    np.testing.assert_array_equal(res["labels"], full["labels"])
 
 
 @pytest.mark.parametrize("method", ["continuation", "chord"])
@@ -745,3 +781,77 @@ def test_inertia_certificate_counts_the_eigenvalues_right_of_its_shift(lead):
         x = rng.normal(size=N)
         fac.refresh(x)
         assert fac.det_sign == np.sign(np.linalg.det(fac.jacobian(x)))
+
+
+@pytest.mark.parametrize("excess", [0.5, 2.0])
+def test_continue_removal_folds_where_the_mean_field_saddle_node_is(excess):
+    # W = (J0 / N) 1 1^T, theta = theta0: removing unit j leaves the network mean-field with
+    # coupling J0 (N - p) / N, and its high synchronous state folds where that coupling
+    # crosses beta_h (the saddle-node curve theta0 = x - 1 - e^x, beta = 2 + 2 cosh x).
+    # With J0 = beta_h (1 + excess / N) one removal crosses it (excess 0.5: lost, with no
+    # stability decision) or not (excess 2: survived, every unit at the reduced network's
+    # high root x = J0 (N - 1) / N sigma(x) + theta0)
+    from koopnet._resilience_removal import continue_removal
+
+    N, theta0 = 20, -4.2
+    xh = brentq(lambda x: x - 1 - np.exp(x) - theta0, 1e-9, 20.0, xtol=1e-14)
+    beta_h = 2 + 2 * np.cosh(xh)
+    J0 = beta_h * (1 + excess / N)
+    high = brentq(lambda x: -x + J0 * LOGISTIC.sigma(x) + theta0, xh, 50.0, xtol=1e-15)
+    W = np.full((N, N), J0 / N)
+    theta = np.full(N, theta0)
+    s = ResilienceSettings()
+    opts = dict(initial_step=s.robustness_initial_step, max_step=1.0, tol=s.robustness_tol,
+                max_iter=s.tipping_max_iter, newton_tol=s.newton_tol,
+                newton_max_iter=s.newton_max_iter)
+    decided = []
+
+    def stable_at(x, p):
+        a = np.ones(N)
+        a[0] = 1.0 - p
+        J = W * (LOGISTIC.dsigma(x) * a)[None, :] - np.eye(N)
+        decided.append(p)
+        return bool(np.max(np.linalg.eigvals(J).real) < 0)
+
+    survived, x = continue_removal(W, theta, LOGISTIC, np.full(N, high), 0, opts, stable_at)
+    coupling = J0 * (N - 1) / N
+    if coupling < beta_h:
+        assert not survived and decided == []
+    else:
+        assert survived and decided[-1] == 1.0
+        root = brentq(lambda x: -x + coupling * LOGISTIC.sigma(x) + theta0, xh, 50.0, xtol=1e-15)
+        np.testing.assert_allclose(x, root, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 8, 12])
+def test_near_marginal_removals_equal_the_continuation_reference(seed, monkeypatch):
+    # centered logistic networks near their transition (g ~ 4): stable states of small
+    # margin, where chord steps fail and continue_removal decides many removals (both ways);
+    # the same removals survived as the reference continuation (eigenvalues at every point)
+    import koopnet._resilience_removal as removal
+    from koopnet.equilibria import equilibria_dataset
+    from koopnet.resilience import structural_robustness
+
+    rng = np.random.default_rng(1000 + seed)
+    N, g = int(rng.integers(32, 49)), float(rng.uniform(3.6, 4.6))
+    W = rng.normal(0.0, g / np.sqrt(N), (1, N, N))
+    batch = NetworkBatch(W, -W.sum(axis=2) / 2 + rng.normal(0.0, 0.2, (1, N)), "logistic")
+    eq = equilibria_dataset(batch, [seed])
+    stable = np.isin(eq.eq_type.values, [0, 1])
+    x = np.where(stable[..., None], eq.x_eq.values, np.nan)
+    outcomes = []
+    original = removal.continue_removal
+
+    def counting(*args):
+        out = original(*args)
+        outcomes.append(out[0])
+        return out
+
+    monkeypatch.setattr(removal, "continue_removal", counting)
+    kw = dict(robustness_orders=3)
+    fast, _ = structural_robustness(batch, [seed], x, stable,
+                                    ResilienceSettings(robustness_method="chord", **kw))
+    ref, _ = structural_robustness(batch, [seed], x, stable,
+                                   ResilienceSettings(robustness_method="continuation", **kw))
+    assert len(outcomes) > 10 and not all(outcomes)  # removals decided here, some lost
+    np.testing.assert_array_equal(fast, ref)

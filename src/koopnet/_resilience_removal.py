@@ -50,14 +50,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import lu_factor, solve_continuous_lyapunov
-from scipy.linalg.lapack import dgetrs
+from scipy.linalg.lapack import dgetrf, dgetrs
 
-from ._resilience_continuation import (
-    TippingStatus,
-    _cholesky_ok,
-    _leading_eigenvalue,
-    continue_unit_removal,
-)
+from ._resilience_continuation import _cholesky_ok, _leading_eigenvalue
 from .activations import Activation
 
 __all__ = ["removal_sequence_survival", "contraction_norm"]
@@ -137,6 +132,7 @@ class _Lyapunov:
         J = W * d[None, :]
         J.flat[:: N + 1] -= 1.0
         self.ok = False
+        self.uses = 0  # states certified
         if not np.all(np.isfinite(J)):
             return
         try:  # J^T P + P J = -I; fails (or P is indefinite) when J is not stable
@@ -156,7 +152,6 @@ class _Lyapunov:
         self.col = np.linalg.norm(self.G, axis=0)  # ||G e_i||
         self.ok = True
         self.bank, self.d_ref = 0.0, None
-        self.uses = 0  # states certified
 
     def certifies(self, d: np.ndarray, cholesky: bool = True) -> bool:
         """Is -I + W diag(d) certified stable by this P? ``cholesky=False``: the O(N) test only."""
@@ -209,6 +204,133 @@ def _chord_step(chord, field, x, before, after, j, tol, max_iter):
             return False, xn, x_pred
         res = res_new
     return bool(res < tol), xn, x_pred
+
+
+def _factor(J):
+    """LU factors of J and sign(det J), or None where J is singular or not finite."""
+    if not np.all(np.isfinite(J)):
+        return None
+    lu, piv, info = dgetrf(J)
+    if info != 0:
+        return None
+    swaps = np.count_nonzero(piv != np.arange(piv.size))
+    sign = np.prod(np.sign(np.diag(lu))) * (-1.0) ** swaps
+    return lu, piv, sign
+
+
+def _lu_apply(f, b):
+    return dgetrs(f[0], f[1], b)[0]
+
+
+def continue_removal(W, theta, act, x0, j, opts, stable_at) -> tuple[bool, np.ndarray]:
+    """Continue a stable equilibrium through the removal of unit j; does it survive?
+
+    The homotopy of :func:`koopnet._resilience_continuation.continue_unit_removal`,
+    F(x, p) = -x + W sigma(x) - p W[:, j] sigma(x_j) + theta, p from 0 to 1, followed with the
+    reference's steps, tangent predictor, Newton corrector, corrector test and bisection of
+    rejected steps (``opts``: its options), but with stability decided lazily:
+
+    * the LU of each corrected point (needed for its tangent) gives sign(det J), which differs
+      from a stable state's (-1)^n exactly when an odd number of real eigenvalues are
+      positive; such a point (past a fold or branch point, or on another branch) is rejected
+      at no cost, as the reference rejects it;
+    * other points are accepted provisionally, and decided by ``stable_at`` only once the
+      branch reaches p = 1, in order; at the first unstable one the continuation resumes from
+      the point before it with half the step, as the reference does after rejecting it.
+
+    So the same points are accepted as by the reference, and a removal that folds, the common
+    way to lose a near-marginal state, costs LU factorisations and no eigenvalues.
+
+    Parameters
+    ----------
+    W : array, shape (n, n);  theta : array, shape (n,);  x0 : array, shape (n,)
+        The kept network and its stable equilibrium.
+    j : int
+        Position of the removed unit.
+    opts : dict
+        Options of :func:`continue_unit_removal`.
+    stable_at : callable (x : array (n,), p : float) -> bool
+        Stability of the corrected state x of the homotopy at p.
+
+    Returns
+    -------
+    survived : bool
+        The branch reached p = 1 through stable states.
+    x : array, shape (n,)
+        Its state at p = 1 (the last accepted state otherwise).
+    """
+    n = x0.size
+    col = W[:, j].copy()
+    ntol, nmax = opts["newton_tol"], opts["newton_max_iter"]
+    stable_sign = (-1.0) ** n  # det of a stable J: complex pairs contribute |lambda|^2 > 0
+
+    def field(x, p):
+        return -x + W @ act.sigma(x) - p * act.sigma(x[j]) * col + theta
+
+    def factor(x, p):
+        J = W * act.dsigma(x)[None, :]
+        J[:, j] -= p * act.dsigma(x[j]) * col
+        J.flat[:: n + 1] -= 1.0
+        return _factor(J)
+
+    def tangent(f, x):  # dx/dp = -J^-1 dF/dp
+        return _lu_apply(f, act.sigma(x[j]) * col)
+
+    def newton(x, p):  # the reference's corrector: up to nmax exact Newton iterations
+        x = x.copy()
+        for it in range(nmax + 1):
+            F = field(x, p)
+            res = np.max(np.abs(F))
+            if res < ntol:
+                return x, True
+            if it == nmax or not np.isfinite(res):
+                return x, False
+            f = factor(x, p)
+            if f is None:
+                return x, False
+            x -= _lu_apply(f, F)
+        return x, False
+
+    x = np.array(x0, dtype=float)
+    f = factor(x, 0.0)
+    if f is None:
+        return False, x
+    # accepted points (x, p, dx/dp, the step that reached it); path[:verified] are stable
+    path = [(x, 0.0, tangent(f, x), 0.0)]
+    verified = 1
+    step, rejected_before = float(opts["initial_step"]), False
+    with np.errstate(all="ignore"):
+        for _ in range(opts["max_iter"]):
+            x, p, v, _ = path[-1]
+            p_try = min(p + step, 1.0)
+            x_pred = x + (p_try - p) * v
+            xn, conv = newton(x_pred, p_try)
+            fn = None
+            if conv:
+                corr = np.max(np.abs(xn - x_pred))
+                move = np.max(np.abs(x_pred - x))
+                if corr <= 0.5 * move + 1e-9 * (1.0 + np.max(np.abs(x))):
+                    fn = factor(xn, p_try)
+            if fn is not None and fn[2] == stable_sign:
+                path.append((xn, p_try, tangent(fn, xn), step))
+                if p_try < 1.0:
+                    if not rejected_before:
+                        step = min(step * 1.5, float(opts["max_step"]))
+                    rejected_before = False
+                    continue
+                bad = next((k for k in range(verified, len(path)) if not stable_at(*path[k][:2])),
+                           None)
+                if bad is None:
+                    return True, xn
+                step = path[bad][3]  # the reference rejected this step
+                del path[bad:]
+                verified = bad
+            # rejected: halve the step; a short enough bracket ends the branch
+            step *= 0.5
+            rejected_before = True
+            if step < opts["tol"]:
+                return False, path[-1][0]
+    return False, path[-1][0]
 
 
 def removal_sequence_survival(
@@ -266,7 +388,9 @@ def removal_sequence_survival(
     r_ub = reactivity if np.isfinite(reactivity) else np.inf
     bank = -0.5 * r_ub if r_ub < 0 else 0.0  # a margin a Cholesky test tries to confirm
     lyap: _Lyapunov | None = None  # the Lyapunov certificate of a reactive state
-    backoff = skip = 0  # eigenvalue decisions before the next Lyapunov solve
+    # eigenvalue decisions before the next Lyapunov solve: one first, since a solve costs
+    # about 4 ``eigvals`` and a state lost at its first reactive removal never repays it
+    backoff, skip = 0, 1
 
     def field(x, alive):
         return (-x + W @ (act.sigma(x) * alive) + theta) * alive
@@ -294,7 +418,7 @@ def removal_sequence_survival(
         # P at this state (fails where the state is not stable), else the eigenvalues
         if lyap is not None and lyap.certifies(d):
             return True, react
-        if shared is not None:
+        if shared is not None and shared.get("eigenvalue_decisions", 0) > 0:
             if "lyapunov" not in shared:
                 shared["lyapunov"] = _Lyapunov(W, act.dsigma(np.asarray(x0, dtype=float)))
             if shared["lyapunov"] is not lyap and shared["lyapunov"].certifies(d):
@@ -309,6 +433,8 @@ def removal_sequence_survival(
             lyap = _Lyapunov(W, d)
             if lyap.certifies(d):
                 return True, react
+        if shared is not None:
+            shared["eigenvalue_decisions"] = shared.get("eigenvalue_decisions", 0) + 1
         return bool(_leading_eigenvalue(J[None])[0].real < 0), np.inf
 
     with np.errstate(all="ignore"):
@@ -343,19 +469,27 @@ def removal_sequence_survival(
                         # p = 1 (eigenvalues): it lost stability on the way, as the reference
                         # continuation finds by bisection (an eigvals per step)
                         return k - 1
-            if not ok:  # the reference decides this removal
+            if not ok:  # a continuation in p decides this removal
                 keep = np.flatnonzero(before)
                 pos = int(np.flatnonzero(keep == j)[0])
-                _, status, x_last = continue_unit_removal(
-                    W[np.ix_(keep, keep)][None], theta[keep][None], act, x[keep][None],
-                    np.array([pos]), **opts,
-                )
-                if status[0] != TippingStatus.no_fold_in_range:
+                at_end = {}
+
+                def stable_at(xk, p):
+                    xe, part = x.copy(), before.copy()
+                    xe[keep], part[j] = xk, 1.0 - p
+                    ok, r = stable_now(xe, part)
+                    if p >= 1.0:
+                        at_end["r_ub"] = r
+                    return ok
+
+                survived, x_last = continue_removal(W[np.ix_(keep, keep)], theta[keep], act,
+                                                    x[keep], pos, opts, stable_at)
+                if not survived:
                     return k - 1
                 xn = x.copy()
-                xn[keep] = x_last[0]
+                xn[keep] = x_last
+                r_ub = at_end["r_ub"]
                 chord.refresh(xn, alive)
-                _, r_ub = stable_now(xn, alive)
             x = xn
             if len(chord.rows) >= _MAX_RANK or not chord.ok:
                 chord.refresh(x, alive)

@@ -72,7 +72,7 @@ class ResilienceSettings:
     n_initial_conditions: int = 200
     """Random initial conditions per network for basin stability."""
     basin_pilot: int = 50
-    """A network with no known stable equilibrium has no basin stability to estimate: its first basin_pilot initial conditions are integrated, and only if one of them settles (on an equilibrium the equilibria stage missed), diverges or stalls are the others integrated too (basin_sampling). With none of n such events, their probability per initial condition is below 1 - 0.05^(1/n) (5.8 % at n = 50) with 95 % confidence. 0: always all."""
+    """A network with no known stable equilibrium has no basin stability to estimate: its first basin_pilot initial conditions are integrated, and only if one of them settles (on an equilibrium the equilibria stage missed), diverges or stalls are the others integrated too (basin_sampling). With none of n such events, their probability per initial condition is below 1 - 0.05^(1/n) (5.8 % at n = 50) with 95 % confidence. The same pilot rule extends unsettled trajectories beyond t_max when the slowest stable equilibrium needs longer to settle (koopnet.resilience.settling_time): the first basin_pilot first, the others only if one of them settles, diverges or stalls. 0: always all."""
     box_widen: float = 0.1
     """Bounded activations: the exact equilibrium box is widened by this fraction of its width on each side."""
     box_halfwidth: float = 5.0
@@ -187,6 +187,10 @@ class BasinStatus(IntEnum):
     #: no known stable equilibrium, and none of the first ``basin_pilot`` initial conditions
     #: settled, diverged or stalled: the others were not integrated
     pilot_no_stable_equilibrium = 1
+    #: all integrated to t_max; the network's slowest stable equilibrium needs longer to
+    #: settle, but none of the first ``basin_pilot`` unsettled trajectories settled, diverged
+    #: or stalled when extended, so the other unsettled ones were not extended
+    pilot_extension = 2
 
 
 #: Basin label of an initial condition that was not integrated (``basin_pilot``).
@@ -286,7 +290,8 @@ def basin_stability(
     dict with ``basin_stability``, ``basin_stability_se`` (B, E; NaN where not stable),
     ``fraction_diverged``, ``fraction_unsettled``, ``fraction_stalled``,
     ``fraction_unassigned`` (B,; fractions of the integrated initial conditions),
-    ``n_integrated`` (B,), ``sampling`` (B,; :class:`BasinStatus`), ``box_lower``,
+    ``n_integrated`` (B,), ``n_extended`` (B,; trajectories integrated beyond t_max),
+    ``sampling`` (B,; :class:`BasinStatus`), ``box_lower``,
     ``box_upper`` (B, N), ``labels`` (B, M; ``NOT_INTEGRATED`` for initial conditions left
     out after a pilot, see ``ResilienceSettings.basin_pilot``).
     """
@@ -308,14 +313,25 @@ def basin_stability(
     t_need = settling_time(batch, margin, stable, hi - lo, integ.settle_tol, w_norm)
     unsettled = status == TrajectoryStatus.unsettled
     ext = unsettled.any(axis=1) & (t_need > integ.t_max)  # never a pilot-only network (t_need 0)
+    n_ext = np.zeros(B, dtype=np.int64)
     if ext.any():
         x_final, status = x_final.copy(), status.copy()
         for b in np.flatnonzero(ext):  # each network to its own horizon: batch-independent
             t_more = min(float(t_need[b]), SETTLING_EXTENSION * integ.t_max) - integ.t_max
             redo = np.flatnonzero(unsettled[b])
             sub = NetworkBatch(batch.W[b : b + 1], batch.theta[b : b + 1], batch.activation)
-            more = integrate(sub, x_final[b : b + 1, redo], t_more, **kw)
-            x_final[b, redo], status[b, redo] = more.x_final[0], more.status[0]
+            # the basin pilot's rule: the first basin_pilot unsettled trajectories first, the
+            # others only if one of them settles, diverges or stalls (in chaotic networks with
+            # a slow stable state, extending every wandering trajectory costs 9 t_max each)
+            P = min(s.basin_pilot, redo.size) if s.basin_pilot > 0 else redo.size
+            for part in (redo[:P], redo[P:]):
+                if part.size == 0:
+                    break
+                more = integrate(sub, x_final[b : b + 1, part], t_more, **kw)
+                x_final[b, part], status[b, part] = more.x_final[0], more.status[0]
+                n_ext[b] += part.size
+                if not np.any(more.status[0] != TrajectoryStatus.unsettled):
+                    break
     labels = assign_to_equilibria(x_final, np.where(integrated, status, TrajectoryStatus.unsettled),
                                   x_eq, stable=stable, tol=s.assign_tol)
     labels = np.where(integrated, labels, NOT_INTEGRATED)
@@ -335,8 +351,10 @@ def basin_stability(
         "fraction_stalled": fraction(status == TrajectoryStatus.stalled),
         "fraction_unassigned": fraction(settled & (labels == UNASSIGNED)),
         "n_integrated": n_int.astype(np.int64),
-        "sampling": np.where(n_int < M, BasinStatus.pilot_no_stable_equilibrium,
-                           BasinStatus.all_initial_conditions).astype(np.int8),
+        "n_extended": n_ext,
+        "sampling": np.select([n_int < M, n_ext < (ext * unsettled.sum(axis=1))],
+                              [BasinStatus.pilot_no_stable_equilibrium, BasinStatus.pilot_extension],
+                              BasinStatus.all_initial_conditions).astype(np.int8),
         "box_lower": lo,
         "box_upper": hi,
         "labels": labels,
@@ -778,7 +796,8 @@ def resilience_dataset(
         "fraction_stalled": ("network", basin["fraction_stalled"], {"long_name": "fraction of the integrated basin initial conditions whose integration stalled (step budget or step underflow)", "units": "1"}),
         "fraction_unassigned": ("network", basin["fraction_unassigned"], {"long_name": "fraction of the integrated basin initial conditions settled away from every known stable equilibrium", "units": "1"}),
         "basin_n_integrated": ("network", basin["n_integrated"], {"long_name": "basin initial conditions integrated (the fraction_* denominators; fewer than resilience_n_initial_conditions after a pilot, see basin_sampling)", "units": "1"}),
-        "basin_sampling": ("network", basin["sampling"], flag_attrs(BasinStatus, "which basin initial conditions were integrated")),
+        "basin_sampling": ("network", basin["sampling"], flag_attrs(BasinStatus, "which basin initial conditions were integrated, and how far")),
+        "basin_n_extended": ("network", basin["n_extended"], {"long_name": "basin trajectories integrated beyond t_max because the slowest stable equilibrium needs longer to settle (koopnet.resilience.settling_time; fewer than the unsettled ones after an extension pilot, see basin_sampling)", "units": "1"}),
         "basin_box_lower": (nu, basin["box_lower"], {"long_name": "lower corner of the basin-stability box", "units": "state"}),
         "basin_box_upper": (nu, basin["box_upper"], {"long_name": "upper corner of the basin-stability box", "units": "state"}),
         "tipping_shift_up": (ne, up, {"long_name": "smallest uniform input increase at which the stable equilibrium folds or loses stability (NaN: see tipping_status_up)", "units": "state"}),
