@@ -39,11 +39,16 @@ equilibrium, one random order) is followed with
   contraction with a unique, globally stable equilibrium: every later removal is survived.
 
 A removal whose chord step fails (no convergence, or a corrector larger than half the
-predicted move: a possible jump to another branch) is handed to the reference continuation,
-which then decides it exactly as before. A removal whose chord step is accepted but ends on
-an unstable state (by eigenvalues) loses the state: the branch followed from a stable state
-lost stability on the way, which the reference finds by bisection with an ``eigvals`` per
-step (same survivals on the tests' random networks).
+predicted move: a possible jump to another branch) is continued in p by
+:func:`continue_removal`: the reference's steps, Newton corrector and bisection, with
+stability decided lazily (sign(det J) from each point's LU rejects points past a fold or
+branch point for free; the accepted points are decided by the certificates above, and
+eigenvalues where they fail, only once the branch reaches p = 1). Near stability boundaries,
+where chord steps fail, a removal that folds thus costs LU factorisations but no
+eigenvalues. A removal whose chord step is accepted but ends on an unstable state (by
+eigenvalues) loses the state: the branch followed from a stable state lost stability on the
+way, which the reference finds by bisection with an ``eigvals`` per step (same survivals on
+the tests' random networks).
 """
 
 from __future__ import annotations
