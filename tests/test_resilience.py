@@ -855,3 +855,25 @@ def test_near_marginal_removals_equal_the_continuation_reference(seed, monkeypat
                                    ResilienceSettings(robustness_method="continuation", **kw))
     assert len(outcomes) > 10 and not all(outcomes)  # removals decided here, some lost
     np.testing.assert_array_equal(fast, ref)
+
+
+def test_blocked_triangular_sylvester_solver_equals_lapack():
+    # the recursive solver of A^T X + X B = C (quasi-triangular real Schur factors, 2x2 blocks
+    # for complex pairs never cut) against LAPACK's dtrsyl applied whole, above and below the
+    # block size, square (Lyapunov) and rectangular
+    from scipy.linalg import schur
+    from scipy.linalg.lapack import dtrsyl
+
+    from koopnet._resilience_tipping import _TRSYL_BLOCK, _trsyl_blocked
+
+    rng = np.random.default_rng(0)
+    for m, n in [(5, 5), (2 * _TRSYL_BLOCK + 7, 2 * _TRSYL_BLOCK + 7), (150, 70)]:
+        A = schur(rng.normal(size=(m, m)) / np.sqrt(m) - 0.5 * np.eye(m), output="real")[0]
+        B = schur(rng.normal(size=(n, n)) / np.sqrt(n) - 0.5 * np.eye(n), output="real")[0]
+        assert np.any(np.diag(A, -1) != 0)  # complex pairs: 2x2 blocks to respect
+        C = rng.normal(size=(m, n))
+        X = _trsyl_blocked(A, B, C)
+        ref, scale, info = dtrsyl(A, B, C, trana="T", tranb="N")
+        assert info == 0 and scale == 1.0
+        np.testing.assert_allclose(X, ref, rtol=0, atol=1e-10 * np.max(np.abs(ref)))
+        assert np.max(np.abs(A.T @ X + X @ B - C)) < 1e-10 * np.max(np.abs(C))
