@@ -578,6 +578,8 @@ def tip_branch(
                 # a Schur form and certificate cost about 3 eigvals: one that certified fewer
                 # than _PAYS states (or none was built) makes the next wait for 1, 2, 4, ...
                 # eigvals decisions (crowded spectra near the axis, where each holds briefly)
+                if TRACE is not None and cert is not None:
+                    TRACE.append(("paid", cert.k, cert.uses))
                 if new is None or (cert is not None and cert.uses < _PAYS):
                     wait[0] = max(1, 2 * wait[0])
                 elif cert is not None:
