@@ -457,7 +457,7 @@ def tip_branch(
             return nan
         # stability state of the last accepted point
         lead = complex(lead0)  # its leading eigenvalue, or None (certified, value unknown)
-        k1 = False  # certified by a k = 1 inertia certificate (leading eigenvalue real)
+        k1 = False  # certified with one real eigenvalue in its leading group (sign from det J)
         r_ub = float(reactivity) if np.isfinite(reactivity) else np.inf
         bank = -0.5 * r_ub if r_ub < 0 else 0.0
         cert: _Inertia | None = None
