@@ -551,11 +551,13 @@ def tip_branch(
                     out = by_certificate(xp, J)
                     if out is not None:
                         return out
-            # 2. sign(det J): exact proof of a real unstable eigenvalue
-            if not fac.is_at(xp):
-                fac.refresh(xp)
-            if not fac.ok or fac.det_sign != stable_sign:
-                return False, None, False
+            # 2. sign(det J): exact proof of a real unstable eigenvalue, worth an LU where such
+            # states are likely (in a bracket bisection: across a fold or branch point) or free
+            if bisecting or fac.is_at(xp):
+                if not fac.is_at(xp):
+                    fac.refresh(xp)
+                if not fac.ok or fac.det_sign != stable_sign:
+                    return False, None, False
             # 4. the eigenvalues: from a real Schur form, which also yields the next inertia
             # certificate, where one is likely to pay (a separated leading eigenvalue or pair
             # in a bracket bisection: a fold, branch or Hopf point ahead; or eigenvalues
