@@ -884,3 +884,34 @@ def test_blocked_triangular_sylvester_solver_equals_lapack():
         assert info == 0 and scale == 1.0
         np.testing.assert_allclose(X, ref, rtol=0, atol=1e-10 * np.max(np.abs(ref)))
         assert np.max(np.abs(A.T @ X + X @ B - C)) < 1e-10 * np.max(np.abs(C))
+
+
+def test_chord_tipping_of_a_non_reactive_state_needs_no_eigenvalues():
+    # logistic, g = 2.5, centered: ||W||_2 / 4 ~ 1.2 (not a contraction: continued), but the
+    # symmetric part of J is negative definite (radius ~ sqrt(2) g / 4 < 1): every accepted
+    # state is decided by the P = I bound or a Cholesky test, none by eigenvalues, and the LU
+    # is refreshed on a few of the ~24 steps per direction (same statuses as the reference)
+    from koopnet import _resilience_tipping
+    from koopnet.equilibria import equilibria_dataset
+    from koopnet.resilience import stability_measures
+
+    N, seed = 60, 0
+    rng = np.random.default_rng(seed)
+    W = rng.normal(0.0, 2.5 / np.sqrt(N), (1, N, N))
+    batch = NetworkBatch(W, -W.sum(axis=2) / 2, "logistic")
+    eq = equilibria_dataset(batch, [seed])
+    stable = np.isin(eq.eq_type.values, [0, 1])
+    x = np.where(stable[..., None], eq.x_eq.values, np.nan)
+    eigs = eq.jacobian_eigenvalues.values
+    _, react = stability_measures(W, x, batch.activation, eigs)
+    assert stable.sum() == 1 and np.all(react[stable] < 0) and np.linalg.norm(W[0], 2) / 4 > 1
+    _resilience_tipping.COUNTS.clear()
+    fast = tipping_shifts(batch, x, stable, ResilienceSettings(tipping_method="chord"),
+                          eigenvalues=eigs, reactivity=react)
+    counts = dict(_resilience_tipping.COUNTS)
+    ref = tipping_shifts(batch, x, stable, ResilienceSettings(tipping_method="continuation"))
+    for r, f in zip(ref[2:], fast[2:]):
+        np.testing.assert_array_equal(f, r)
+    assert fast[2][stable][0] == TippingStatus.no_fold_in_range
+    assert not {"eigvals", "schur", "eig"} & set(counts)
+    assert counts["lu"] <= 8
