@@ -82,7 +82,7 @@ def run(N: int, g: float, old_max_n: int, old_orders: int) -> dict:
     row["basin"], _ = cpu(lambda: basin_stability(batch, seeds, xs, stable, s, margin=margin,
                                                   w_norm=w_norm))
     row["tipping"], _ = cpu(lambda: tipping_shifts(batch, xs, stable, s, w_norm=w_norm))
-    row["robustness"], (rob, rob_se) = cpu(lambda: structural_robustness(
+    row["robustness"], (rob, rob_se, _) = cpu(lambda: structural_robustness(
         batch, seeds, xs, stable, s, reactivity=react, w_norm=w_norm))
     row["robustness_units"], row["robustness_se"] = float(np.nanmean(rob)), float(np.nanmean(rob_se))
 
@@ -109,7 +109,7 @@ def run(N: int, g: float, old_max_n: int, old_orders: int) -> dict:
         t_old, old = cpu(lambda: _removal_continuation(W[0], batch.theta[0], batch.activation,
                                                        xs[bb, ee], orders, ropts))
         chord = ResilienceSettings(robustness_orders=old_orders, robustness_method="chord")
-        t_new, (new, _) = cpu(lambda: structural_robustness(batch, seeds, xs, stable, chord,
+        t_new, (new, _, _) = cpu(lambda: structural_robustness(batch, seeds, xs, stable, chord,
                                                             reactivity=react, w_norm=w_norm))
         row["robustness_old_per_order"] = t_old / (K * old_orders)
         row["robustness_new_per_order"] = t_new / (K * old_orders)

@@ -463,10 +463,10 @@ def test_chord_robustness_equals_the_continuation_reference(seed):
     stable = np.isin(eq.eq_type.values, [0, 1])
     x = np.where(stable[..., None], eq.x_eq.values, np.nan)
     kw = dict(robustness_orders=4)
-    ref, ref_se = structural_robustness(
+    ref, ref_se, _ = structural_robustness(
         batch, [seed], x, stable, ResilienceSettings(robustness_method="continuation", **kw))
-    fast, fast_se = structural_robustness(
-        batch, [seed], x, stable, ResilienceSettings(robustness_method="chord", **kw))
+    fast, fast_se, _ = structural_robustness(
+        batch, [seed], x, stable, ResilienceSettings(robustness_method="chord", robustness_budget=0, **kw))
     assert np.any(ref[stable] < (N - 1) / N)  # some state is lost before the end
     np.testing.assert_array_equal(fast, ref)
     np.testing.assert_array_equal(fast_se, ref_se)
@@ -512,8 +512,8 @@ def test_contraction_never_tips_and_survives_every_removal():
                                tipping_max_shift=3.0)
     up, down, st_up, st_down = tipping_shifts(batch, x, stable)
     assert st_up[0, 0] == st_down[0, 0] == TippingStatus.no_fold_in_range
-    fast, _ = structural_robustness(batch, [1], x, stable, ResilienceSettings(robustness_orders=2))
-    ref, _ = structural_robustness(batch, [1], x, stable, s_ref)
+    fast, _, _ = structural_robustness(batch, [1], x, stable, ResilienceSettings(robustness_orders=2))
+    ref, _, _ = structural_robustness(batch, [1], x, stable, s_ref)
     assert fast[0, 0] == ref[0, 0] == (N - 1) / N
 
 
@@ -651,9 +651,9 @@ def test_reactive_state_robustness_equals_the_eigenvalue_reference(N, g, seed, m
 
     monkeypatch.setattr(removal._Lyapunov, "certifies", counting)
     kw = dict(robustness_orders=3)
-    fast, _ = structural_robustness(batch, [seed], x, stable,
-                                    ResilienceSettings(robustness_method="chord", **kw))
-    ref, _ = structural_robustness(batch, [seed], x, stable,
+    fast, _, _ = structural_robustness(batch, [seed], x, stable,
+                                    ResilienceSettings(robustness_method="chord", robustness_budget=0, **kw))
+    ref, _, _ = structural_robustness(batch, [seed], x, stable,
                                    ResilienceSettings(robustness_method="continuation", **kw))
     assert any(used)  # the certificate decided some removals
     np.testing.assert_array_equal(fast, ref)
@@ -677,9 +677,9 @@ def test_chord_losses_equal_the_continuation_reference(seed):
     stable = np.isin(eq.eq_type.values, [0, 1])
     x = np.where(stable[..., None], eq.x_eq.values, np.nan)
     kw = dict(robustness_orders=3)
-    fast, _ = structural_robustness(batch, [seed], x, stable,
-                                    ResilienceSettings(robustness_method="chord", **kw))
-    ref, _ = structural_robustness(batch, [seed], x, stable,
+    fast, _, _ = structural_robustness(batch, [seed], x, stable,
+                                    ResilienceSettings(robustness_method="chord", robustness_budget=0, **kw))
+    ref, _, _ = structural_robustness(batch, [seed], x, stable,
                                    ResilienceSettings(robustness_method="continuation", **kw))
     assert np.all(ref[stable] < 0.9)  # lost midway
     np.testing.assert_array_equal(fast, ref)
@@ -856,9 +856,9 @@ def test_near_marginal_removals_equal_the_continuation_reference(seed, monkeypat
 
     monkeypatch.setattr(removal, "continue_removal", counting)
     kw = dict(robustness_orders=3)
-    fast, _ = structural_robustness(batch, [seed], x, stable,
-                                    ResilienceSettings(robustness_method="chord", **kw))
-    ref, _ = structural_robustness(batch, [seed], x, stable,
+    fast, _, _ = structural_robustness(batch, [seed], x, stable,
+                                    ResilienceSettings(robustness_method="chord", robustness_budget=0, **kw))
+    ref, _, _ = structural_robustness(batch, [seed], x, stable,
                                    ResilienceSettings(robustness_method="continuation", **kw))
     assert len(outcomes) > 10 and not all(outcomes)  # removals decided here, some lost
     np.testing.assert_array_equal(fast, ref)
@@ -915,3 +915,39 @@ def test_chord_tipping_of_a_non_reactive_state_needs_no_eigenvalues():
     assert fast[2][stable][0] == TippingStatus.no_fold_in_range
     assert not {"eigvals", "schur", "eig"} & set(counts)
     assert counts["lu"] <= 8
+
+
+def test_robustness_budget_stops_drawing_orders_where_decisions_are_spent():
+    # a near-marginal state (test_near_marginal_removals..., seed 0) needs eigenvalue
+    # decisions at many removals: with a budget of one decision it follows exactly 2 orders,
+    # and its mean and standard error are those of the first 2 orders of the full run (the
+    # orders are fixed draws); a contraction needs none and follows all of them
+    from koopnet.equilibria import equilibria_dataset
+    from koopnet.resilience import structural_robustness
+
+    rng = np.random.default_rng(1000)
+    N, g = int(rng.integers(32, 49)), float(rng.uniform(3.6, 4.6))
+    W = rng.normal(0.0, g / np.sqrt(N), (1, N, N))
+    batch = NetworkBatch(W, -W.sum(axis=2) / 2 + rng.normal(0.0, 0.2, (1, N)), "logistic")
+    eq = equilibria_dataset(batch, [0])
+    stable = np.isin(eq.eq_type.values, [0, 1])
+    x = np.where(stable[..., None], eq.x_eq.values, np.nan)
+    R = 4
+    capped = structural_robustness(batch, [0], x, stable,
+                                   ResilienceSettings(robustness_orders=R, robustness_budget=1))
+    full2 = structural_robustness(batch, [0], x, stable,
+                                  ResilienceSettings(robustness_orders=2, robustness_budget=0))
+    full = structural_robustness(batch, [0], x, stable,
+                                 ResilienceSettings(robustness_orders=R, robustness_budget=0))
+    assert np.all(full[2][stable] == R) and np.all(full[2][~stable] == 0)
+    assert np.all(capped[2][stable] == 2)
+    np.testing.assert_array_equal(capped[0], full2[0])
+    np.testing.assert_array_equal(capped[1], full2[1])
+    assert not np.array_equal(capped[0], full[0], equal_nan=True)  # the cap changed something
+    # a contraction (||W||_2 Lip < 1) decides every removal by its certificate: all orders
+    Wc = 0.5 * W / np.linalg.norm(W[0], 2) * 4.0  # ||W||_2 = 2, Lip = 1/4
+    cb = NetworkBatch(Wc, -Wc.sum(axis=2) / 2, "logistic")
+    xc = equilibria_dataset(cb, [0]).x_eq.values[:, :1]
+    out = structural_robustness(cb, [0], xc, np.ones((1, 1), dtype=bool),
+                                ResilienceSettings(robustness_orders=R, robustness_budget=1))
+    assert out[2][0, 0] == R and out[0][0, 0] == (N - 1) / N

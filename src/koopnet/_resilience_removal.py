@@ -376,7 +376,9 @@ def removal_sequence_survival(
         ``newton_max_iter`` are also those of the chord Newton).
     shared : dict, optional
         One dict per equilibrium, passed to each of its removal orders: the Lyapunov matrix
-        of the intact state is computed once and tried first by every order.
+        of the intact state is computed once and tried first by every order, and
+        ``shared["work"]`` counts the O(N^3) stability decisions made (in ``eigvals``
+        equivalents: an ``eigvals`` 1, a Lyapunov solve ``_LYAPUNOV_PAYS``).
 
     Returns
     -------
@@ -433,6 +435,7 @@ def removal_sequence_survival(
         if shared is not None and shared.get("eigenvalue_decisions", 0) > 0:
             if "lyapunov" not in shared:
                 shared["lyapunov"] = _Lyapunov(W, act.dsigma(np.asarray(x0, dtype=float)))
+                shared["work"] = shared.get("work", 0) + _LYAPUNOV_PAYS
             if shared["lyapunov"] is not lyap and shared["lyapunov"].certifies(d):
                 lyap = shared["lyapunov"]
                 return True, react
@@ -443,10 +446,13 @@ def removal_sequence_survival(
             skip -= 1
         else:
             lyap = _Lyapunov(W, d)
+            if shared is not None:
+                shared["work"] = shared.get("work", 0) + _LYAPUNOV_PAYS
             if lyap.certifies(d):
                 return True, react
         if shared is not None:
             shared["eigenvalue_decisions"] = shared.get("eigenvalue_decisions", 0) + 1
+            shared["work"] = shared.get("work", 0) + 1
         return bool(_leading_eigenvalue(J[None])[0].real < 0), np.inf
 
     with np.errstate(all="ignore"):

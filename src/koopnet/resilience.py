@@ -101,6 +101,8 @@ class ResilienceSettings:
     """First step of the removal homotopy p in [0, 1] (a unit's output scaled by 1 - p); halved on failure."""
     robustness_tol: float = 1e-6
     """Bracket length in p below which a removal counts as destroying the state."""
+    robustness_budget: int = 200
+    """Stability decisions by eigenvalues (in ``eigvals`` equivalents: a Lyapunov solve counts 4) per stable equilibrium, over its removal orders: once spent, no further order is started after the first two (robustness_n_orders records how many ran; the standard error is over those). Only near-marginal states need such decisions at many removals (a few per order elsewhere). 0: no budget."""
     robustness_method: str = "auto"
     """``chord``: chord Newton with Woodbury updates of one LU, O(N^2) per removal, stability mostly by an O(N) bound, and a contraction certificate (koopnet._resilience_removal); ``continuation``: the reference, a continuation with eigenvalues at every removal, O(N^3) per removal (faster below N ~ 30, where Python overhead dominates); ``auto``: chord from N = 32 on."""
     tipping_method: str = "auto"
@@ -113,6 +115,8 @@ class ResilienceSettings:
             raise ValueError("n_initial_conditions must be >= 1")
         if self.robustness_orders < 0:
             raise ValueError("robustness_orders must be >= 0")
+        if self.robustness_budget < 0:
+            raise ValueError("robustness_budget must be >= 0")
         if self.basin_pilot < 0:
             raise ValueError("basin_pilot must be >= 0")
         if self.robustness_method not in ("auto", "chord", "continuation"):
@@ -503,7 +507,7 @@ def structural_robustness(
     settings: ResilienceSettings | None = None,
     reactivity: np.ndarray | None = None,
     w_norm: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean fraction of units removed before a stable equilibrium is lost.
 
     For each stable equilibrium and each of ``robustness_orders`` random orders (drawn per
@@ -529,15 +533,19 @@ def structural_robustness(
         Fraction of units (1) averaged over the orders, and its standard error over orders
         (sample standard deviation / sqrt(orders); NaN with one order); NaN where not a
         stable equilibrium or when ``robustness_orders`` is 0.
+    n_orders : array of int, shape (B, E)
+        Orders followed: ``robustness_orders``, fewer (at least 2) where the chord path
+        spent ``robustness_budget``; 0 where not a stable equilibrium.
     """
     s = settings or ResilienceSettings()
     B, E, N = x_eq.shape
     R = s.robustness_orders
     out = np.full((B, E), np.nan)
     se = np.full((B, E), np.nan)
+    n_orders = np.zeros((B, E), dtype=np.int64)
     valid = np.all(np.isfinite(x_eq), axis=-1) & stable
     if R == 0:
-        return out, se
+        return out, se, n_orders
     chord = s.robustness_method == "chord" or (s.robustness_method == "auto" and N >= AUTO_CHORD_UNITS)
     react = reactivity
     if react is None and chord:
@@ -556,18 +564,25 @@ def structural_robustness(
         Wb, thb = np.asarray(batch.W[b]), np.asarray(batch.theta[b])
         if chord:
             wn = contraction_norm(Wb) if w_norm is None else float(w_norm[b])
-            shared = [{} for _ in es]  # per equilibrium, for all its orders: its Lyapunov matrix
-            survived = np.array([[removal_sequence_survival(Wb, thb, batch.activation, x_eq[b, e],
-                                                            orders[r], wn, react[b, e], opts, shared[i])
-                                  for r in range(R)] for i, e in enumerate(es)], dtype=float)
+            survived = np.full((es.size, R), np.nan)
+            for i, e in enumerate(es):
+                shared: dict = {}  # for all its orders: its Lyapunov matrix, the work done
+                for r in range(R):
+                    survived[i, r] = removal_sequence_survival(Wb, thb, batch.activation, x_eq[b, e],
+                                                               orders[r], wn, react[b, e], opts, shared)
+                    if s.robustness_budget and r >= 1 and shared.get("work", 0) >= s.robustness_budget:
+                        break  # orders are independent draws: fewer of them, a larger se
         else:
             survived = _removal_continuation(Wb, thb, batch.activation, x_eq[b, es], orders,
                                              opts).reshape(es.size, R)
         frac = survived / N
-        out[b, es] = frac.mean(axis=1)
-        if R > 1:
-            se[b, es] = frac.std(axis=1, ddof=1) / np.sqrt(R)
-    return out, se
+        n = np.sum(np.isfinite(frac), axis=1)
+        n_orders[b, es] = n
+        out[b, es] = np.nanmean(frac, axis=1)
+        many = n > 1
+        if many.any():
+            se[b, es[many]] = np.nanstd(frac[many], axis=1, ddof=1) / np.sqrt(n[many])
+    return out, se, n_orders
 
 
 def _removal_continuation(W, theta, act, x_eq, orders, opts) -> np.ndarray:
@@ -765,8 +780,8 @@ def resilience_dataset(
     basin = basin_stability(batch, seeds, x_eq, stable, s, margin=margin, w_norm=w_norm)
     up, down, st_up, st_down = tipping_shifts(batch, x_eq, stable, s, w_norm=w_norm,
                                               eigenvalues=eigs, reactivity=react)
-    robust, robust_se = structural_robustness(batch, seeds, x_eq, stable, s, reactivity=react,
-                                              w_norm=w_norm)
+    robust, robust_se, robust_orders = structural_robustness(batch, seeds, x_eq, stable, s,
+                                                             reactivity=react, w_norm=w_norm)
     beta, theta_eff, x_eff = gao_reduction(np.asarray(batch.W), np.asarray(batch.theta), x_eq)
     x_eff = np.where(stable, x_eff, np.nan)
     r_up, r_down, r_st_up, r_st_down = reduced_tipping_shifts(beta, theta_eff, x_eff,
@@ -806,6 +821,7 @@ def resilience_dataset(
         "tipping_status_down": (ne, st_down, flags("how the downward continuation ended")),
         "robustness_units": (ne, robust, {"long_name": "mean fraction of units removed in random order before the stable state is lost (NaN: not stable or padding)", "units": "1"}),
         "robustness_units_se": (ne, robust_se, {"long_name": "standard error of robustness_units over the random removal orders (NaN: one order, not stable or padding)", "units": "1"}),
+        "robustness_n_orders": (ne, robust_orders, {"long_name": "random removal orders followed for robustness_units (robustness_orders, or fewer but at least 2 where robustness_budget was spent; 0: not stable or padding)", "units": "1"}),
         "beta_eff": ("network", beta, {"long_name": "Gao-Barzel-Barabasi effective coupling sum s_in s_out / sum W (NaN: sum W = 0)", "units": "1"}),
         "theta_eff": ("network", theta_eff, {"long_name": "effective input sum s_out theta / sum s_out", "units": "state"}),
         "x_eff": (ne, x_eff, {"long_name": "effective state sum s_out x* / sum s_out of stable equilibria", "units": "state"}),

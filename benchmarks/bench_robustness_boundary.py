@@ -1,0 +1,115 @@
+"""Structural robustness of near-marginal stable states: chord path against the reference.
+
+Networks: the ones config/scale.yaml draws (gaussian, logistic, centered theta; network
+``seed`` of the grid point (N, g) under the config seed 20261129), their equilibria from
+``equilibria_dataset`` at default settings (not timed; cached in --cache). At g = 5 their
+stable states sit at a crowded spectral edge (margins ~0.003 at N = 1000), where chord steps
+fail and removals go to :func:`koopnet._resilience_removal.continue_removal`; at g = 3 the
+states are far from any boundary (the chord path's ordinary case).
+
+For each network, ``structural_robustness`` with ``robustness_method="chord"`` (the default
+from N = 32) and, where ``--reference`` allows it, ``"continuation"`` (the reference: a
+continuation with eigenvalues at every accepted point, O(N^3) per step) on the same orders;
+CPU seconds (``time.process_time``), BLAS pinned to one thread, ``eigvals`` calls counted,
+survivals compared.
+
+Run:  OMP_NUM_THREADS=1 python benchmarks/bench_robustness_boundary.py \\
+          [--cases 300:5:0 1000:5:0 1000:3:0] [--orders 8] [--reference 1000]
+Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import koopnet._resilience_continuation as continuation
+import koopnet._resilience_removal as removal
+from koopnet._flags import STABLE_TYPES
+from koopnet.equilibria import equilibria_dataset
+from koopnet.resilience import ResilienceSettings, structural_robustness
+from koopnet.sweep import build_networks, expand_sweep
+
+CONFIG_SEED = 20261129  # config/scale.yaml's
+
+
+def network(N: int, g: float, seed: int, cache: Path):
+    """Network ``seed`` of scale.yaml's grid point (N, g) and its equilibria (cached)."""
+    path = cache / f"scale_N{N}_g{g}_s{seed}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    sweep = {"ensemble": "gaussian", "activation": "logistic", "theta_mode": "centered", "N": N,
+             "params": {"g": g}, "seeds": max(2, seed + 1), "seeds_per_job": 1}
+    (point,) = expand_sweep("scale", sweep)
+    batch, seeds = build_networks(point, [seed], CONFIG_SEED)
+    eq = equilibria_dataset(batch, seeds)
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps((batch, seeds, eq)))
+    return batch, seeds, eq
+
+
+def counted(method: str, batch, seeds, x, stable, orders: int, budget: int):
+    """(CPU-s, eigvals calls, robustness, orders followed) of one method."""
+    calls = [0]
+    original = continuation._leading_eigenvalue
+
+    def counting(J):
+        calls[0] += J.shape[0]
+        return original(J)
+
+    removal._leading_eigenvalue = continuation._leading_eigenvalue = counting
+    try:
+        t0 = time.process_time()
+        out, _, n_orders = structural_robustness(batch, seeds, x, stable,
+                                       ResilienceSettings(robustness_orders=orders,
+                                                          robustness_method=method,
+                                                          robustness_budget=budget))
+        return time.process_time() - t0, calls[0], out, n_orders
+    finally:
+        removal._leading_eigenvalue = continuation._leading_eigenvalue = original
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="+", default=["300:5:0", "1000:5:0", "1000:3:0"],
+                    help="N:g:seed")
+    ap.add_argument("--orders", type=int, default=8)
+    ap.add_argument("--budget", type=int, default=0,
+                    help="robustness_budget of the chord path (0: none, so both follow every order)")
+    ap.add_argument("--reference", type=int, default=1000,
+                    help="run the reference up to this N (it is O(N^4) per order on states that survive)")
+    ap.add_argument("--reference-gains", type=float, nargs="+", default=[4.0, 5.0],
+                    help="gains on which the reference runs (at g = 3 it would take hours at N = 1000)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/koopnet_bench_cache"))
+    args = ap.parse_args()
+    print("| N | g | seed | stable states | margin | orders | chord CPU-s | chord eigvals | "
+          "reference CPU-s | reference eigvals | ratio | same survivals | robustness | orders followed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    with threadpool_limits(1):
+        for case in args.cases:
+            n, g, s = case.split(":")
+            N, g, s = int(n), float(g), int(s)
+            batch, seeds, eq = network(N, g, s, args.cache)
+            stable = np.isin(eq.eq_type.values, list(STABLE_TYPES))
+            x = np.where(stable[..., None], eq.x_eq.values, np.nan)
+            ev = eq.jacobian_eigenvalues.values[stable]
+            margin = -np.max(ev.real, axis=-1) if ev.size else np.array([np.nan])
+            t_c, e_c, r_c, o_c = counted("chord", batch, seeds, x, stable, args.orders, args.budget)
+            ref = "n/a", "n/a", "n/a", "n/a"
+            if N <= args.reference and g in args.reference_gains:
+                t_r, e_r, r_r, _ = counted("continuation", batch, seeds, x, stable, args.orders,
+                                           budget=0)
+                same = bool(np.array_equal(r_c, r_r, equal_nan=True)) if not args.budget else "n/a"
+                ref = (f"{t_r:.1f}", e_r, f"{t_r / t_c:.1f}x", same)
+            print(f"| {N} | {g:g} | {s} | {int(stable.sum())} | {np.min(margin):.2g} | {args.orders} | "
+                  f"{t_c:.1f} | {e_c} | {ref[0]} | {ref[1]} | {ref[2]} | {ref[3]} | "
+                  f"{np.round(r_c[stable], 4).tolist()} | {o_c[stable].tolist()} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
