@@ -98,3 +98,34 @@ def test_open_groups_reads_what_xarray_reads(tmp_path):
         assert list(ds.variables) == list(ref.variables)
         assert all(ds[v].dtype == ref[v].dtype for v in ref.variables)
     xr.testing.assert_identical(groups["plain"], plain)  # and they are what was written
+
+
+def test_no_first_call_imports_inside_the_stage_timer(tmp_path):
+    # a module imported by a stage's first call would be charged to the first chunk's
+    # *_seconds (and counted as analysis): after warm_up, no stage imports anything new.
+    # In a fresh interpreter, where nothing is imported yet.
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys
+        from koopnet import pipeline
+        from koopnet.sweep import expand_sweep, plan_jobs, seed_chunks
+        sweep = {{"ensemble": "gaussian", "activation": "logistic", "theta_mode": "centered", "N": 4,
+                 "params": {{"g": 8.0}}, "seeds": 1}}
+        (job,) = plan_jobs(expand_sweep("s", sweep), seed_chunks(1, 1), 0)
+        config = {{"seed": 1, "equilibria": {{"n_starts": 8}}, "resilience": {{"n_initial_conditions": 8}},
+                  "dimension": {{"n_initial_conditions": 4}}}}
+        d = {str(tmp_path)!r}
+        files = {{"networks": d + "/networks.nc", "equilibria": d + "/equilibria.nc"}}
+        pipeline.run_job("equilibria", job, config, {{}}, files)
+        for stage in ("spectra", "metrics"):
+            pipeline.warm_up(stage, "logistic", config)
+            before = set(sys.modules)
+            pipeline.run_job(stage, job, config, files, {{stage: d + "/" + stage + ".nc"}})
+            new = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in ("scipy", "koopnet", "numba"))
+            print(stage, new)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["spectra []", "metrics []"], out.stdout

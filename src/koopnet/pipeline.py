@@ -222,6 +222,13 @@ def run_stage(stage: str, activation: str, networks: str | Path | xr.Dataset,
 WARM_UP_UNITS = 4
 #: (stage, activation) pairs warmed up in this process.
 _warmed: set[tuple[str, str]] = set()
+#: Modules a stage's functions import on their first call (lazily, to keep ``import koopnet``
+#: and Snakemake's main process light), imported by :func:`warm_up` so that no chunk pays them.
+FIRST_CALL_IMPORTS: dict[str, tuple[str, ...]] = {
+    # dimension: scipy.integrate.quad and scipy.optimize.brentq (Marchenko-Pastur median);
+    # resilience: the equilibria module (search box)
+    "metrics": ("scipy.integrate", "scipy.optimize", "koopnet.equilibria"),
+}
 
 
 def warm_up(stage: str, activation: str, config: Mapping[str, Any], threads: int = 1) -> float:
@@ -232,10 +239,11 @@ def warm_up(stage: str, activation: str, config: Mapping[str, Any], threads: int
     ~15 s cold, which :func:`run_stage` would otherwise charge to the first seed chunk's
     ``equilibria_seconds``. The stage's functions that need no upstream stage are run once on
     a fixed ``WARM_UP_UNITS``-unit network with the job's activation and settings, and the
-    result is discarded. The other stages have no first-call cost worth a warm-up (their
-    modules are imported before the timer; measured at N = 4 and 12: first call within the
-    run-to-run spread of the second), so they are not run: a warm-up of theirs would need the
-    equilibria stage, and its kernels, in jobs that otherwise never load them.
+    result is discarded. The other stages are not run (a warm-up of theirs would need the
+    equilibria stage, and its kernels, in jobs that otherwise never load them); their modules
+    are imported before the timer, and what they import on a first call is paid here: the
+    activation's first evaluation (scipy.special for the logistic, ~0.3 CPU-s), evaluated
+    for every stage, and the stage's :data:`FIRST_CALL_IMPORTS` (metrics: ~0.3 CPU-s).
 
     Idempotent per process and (stage, activation): later calls return 0.
     """
@@ -246,10 +254,13 @@ def warm_up(stage: str, activation: str, config: Mapping[str, Any], threads: int
     batch = NetworkBatch(8.0 * z / np.sqrt(WARM_UP_UNITS), np.zeros((1, WARM_UP_UNITS)), activation)
     start = time.process_time()
     with threadpool_limits(threads):
+        batch.activation.sigma(z[0, 0])
+        for module in FIRST_CALL_IMPORTS.get(stage, ()):
+            importlib.import_module(module)
         for module, func, settings_name, section, needs in STAGES[stage]:
+            mod = importlib.import_module(module)
             if needs:
                 continue
-            mod = importlib.import_module(module)
             settings = stage_settings(getattr(mod, settings_name), config.get(section), section, config)
             getattr(mod, func)(batch, [0], settings)
     seconds = time.process_time() - start

@@ -29,6 +29,8 @@ from functools import lru_cache
 from math import factorial
 
 import numpy as np
+# at import (before a stage's timer), not on the first call, which would charge it to the first chunk
+from scipy.linalg import get_lapack_funcs, lu_factor, lu_solve
 
 from ..activations import get_activation
 from ..network import Network
@@ -113,8 +115,6 @@ class PrincipalEigenfunctions:
 
     def coordinates(self, x: np.ndarray) -> np.ndarray:
         """y = V^-1 (x - x*), shape (..., N) complex."""
-        from scipy.linalg import lu_solve
-
         h = np.asarray(x, dtype=float) - self.center
         shape = h.shape
         y = lu_solve(self._lu, h.reshape(-1, shape[-1]).T.astype(self.eigenvectors.dtype))
@@ -122,8 +122,6 @@ class PrincipalEigenfunctions:
 
     def _evaluate(self, x: np.ndarray, derivative: bool):
         """psi (P, m) and, if ``derivative``, grad psi . f (P, m) at points x (P, N)."""
-        from scipy.linalg import lu_solve
-
         x = np.asarray(x, dtype=float)
         P, n = x.shape
         dtype = self.eigenvectors.dtype  # float64 when the spectrum is real: 4x cheaper products
@@ -241,8 +239,6 @@ class PrincipalEigenfunctions:
         -------
         list of complex arrays, shapes (N,), (N, N), (N, N, N) up to ``degree``
         """
-        from scipy.linalg import lu_solve
-
         n = self.center.size
         Vinv = lu_solve(self._lu, np.eye(n, dtype=self.eigenvectors.dtype))
         out = [Vinv[self.modes[mode]]]
@@ -283,8 +279,6 @@ class PrincipalEigenfunctions:
 
 
 def _rcond(lu: np.ndarray, anorm: float) -> float:
-    from scipy.linalg import get_lapack_funcs
-
     (gecon,) = get_lapack_funcs(("gecon",), (lu,))
     rc, info = gecon(lu, anorm, norm="1")
     return float(rc) if info == 0 else 0.0
@@ -366,8 +360,6 @@ def principal_eigenfunctions(
     -------
     PrincipalEigenfunctions
     """
-    from scipy.linalg import lu_factor
-
     if degree not in (1, 2, 3):
         raise ValueError(f"degree must be 1, 2 or 3, got {degree}")
     x_star = np.asarray(x_star, dtype=float)
@@ -394,8 +386,6 @@ def principal_eigenfunctions(
         cubic = np.full((m, n, n * (n + 1) // 2), np.nan, V.dtype) if degree >= 3 else None
         return PrincipalEigenfunctions(network, x_star, lam, modes, V, rcond, degree, quad, cubic,
                                        np.full(m, np.nan), status, np.full(m, -1, np.int64), lu)
-    from scipy.linalg import lu_solve
-
     tol = small_divisor * max(1.0, float(np.max(np.abs(lam))))
     a = sigma_taylor_coefficients(get_activation(network.activation), x_star, degree)  # (N, D+1)
     # left eigenvectors u_i^T = e_i^T V^-1 of the expanded modes, times W: (m, N)
