@@ -84,7 +84,7 @@ _CHORD_ITER = 40
 #: relative residual of the tangent's iterative refinement
 _TANGENT_RTOL = 1e-12
 #: an inertia certificate that certified fewer states than this (its own point included) did
-#: not pay for its Schur form and Lyapunov solve (about 3 ``eigvals``)
+#: not pay for its Schur form and Lyapunov solve (about 2 ``eigvals`` at N = 1000)
 _PAYS = 5
 #: steps longer than this fraction of max_step fall back to exact Newton where the chord fails
 _EXACT_NEWTON_STEP = 1e-2
@@ -577,7 +577,7 @@ def tip_branch(
                     if TRACE is not None:
                         o = np.argsort(-ev.real)
                         TRACE.append(("cert", None if new is None else (new.k, new.beta), ev[o[:3]]))
-                # a Schur form and certificate cost about 3 eigvals: one that certified fewer
+                # a Schur form and certificate cost about 2 eigvals: one that certified fewer
                 # than _PAYS states (or none was built) makes the next wait for 1, 2, 4, ...
                 # eigvals decisions (crowded spectra near the axis, where each holds briefly)
                 if TRACE is not None and cert is not None:
