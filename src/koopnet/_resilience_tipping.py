@@ -92,6 +92,7 @@ _EXACT_NEWTON_STEP = 1e-2
 COUNTS: dict[str, int] = {}
 
 
+#: a list to record the attempts, operations and certificates of the next calls (diagnosis)
 TRACE: list | None = None
 
 
