@@ -64,12 +64,14 @@ def counted(method: str, batch, seeds, x, stable, orders: int, budget: int):
 
     removal._leading_eigenvalue = continuation._leading_eigenvalue = counting
     try:
+        kw = dict(robustness_orders=orders, robustness_method=method)
+        if "robustness_budget" in ResilienceSettings.__dataclass_fields__:
+            kw["robustness_budget"] = budget  # (absent before session 6: --src of older trees)
         t0 = time.process_time()
-        out, _, n_orders = structural_robustness(batch, seeds, x, stable,
-                                       ResilienceSettings(robustness_orders=orders,
-                                                          robustness_method=method,
-                                                          robustness_budget=budget))
-        return time.process_time() - t0, calls[0], out, n_orders
+        res = structural_robustness(batch, seeds, x, stable, ResilienceSettings(**kw))
+        cpu = time.process_time() - t0
+        n_orders = res[2] if len(res) > 2 else np.where(stable, orders, 0)
+        return cpu, calls[0], res[0], n_orders
     finally:
         removal._leading_eigenvalue = continuation._leading_eigenvalue = original
 
