@@ -871,15 +871,15 @@ def test_blocked_triangular_sylvester_solver_equals_lapack():
     from scipy.linalg import schur
     from scipy.linalg.lapack import dtrsyl
 
-    from koopnet._resilience_tipping import _TRSYL_BLOCK, _trsyl_blocked
+    from koopnet._linalg import TRSYL_BLOCK, trsyl_blocked
 
     rng = np.random.default_rng(0)
-    for m, n in [(5, 5), (2 * _TRSYL_BLOCK + 7, 2 * _TRSYL_BLOCK + 7), (150, 70)]:
+    for m, n in [(5, 5), (2 * TRSYL_BLOCK + 7, 2 * TRSYL_BLOCK + 7), (150, 70)]:
         A = schur(rng.normal(size=(m, m)) / np.sqrt(m) - 0.5 * np.eye(m), output="real")[0]
         B = schur(rng.normal(size=(n, n)) / np.sqrt(n) - 0.5 * np.eye(n), output="real")[0]
         assert np.any(np.diag(A, -1) != 0)  # complex pairs: 2x2 blocks to respect
         C = rng.normal(size=(m, n))
-        X = _trsyl_blocked(A, B, C)
+        X = trsyl_blocked(A, B, C)
         ref, scale, info = dtrsyl(A, B, C, trana="T", tranb="N")
         assert info == 0 and scale == 1.0
         np.testing.assert_allclose(X, ref, rtol=0, atol=1e-10 * np.max(np.abs(ref)))
@@ -951,3 +951,20 @@ def test_robustness_budget_stops_drawing_orders_where_decisions_are_spent():
     out = structural_robustness(cb, [0], xc, np.ones((1, 1), dtype=bool),
                                 ResilienceSettings(robustness_orders=R, robustness_budget=1))
     assert out[2][0, 0] == R and out[0][0, 0] == (N - 1) / N
+
+
+def test_lyapunov_matrix_solves_the_lyapunov_equation():
+    # the robustness certificates' P (Schur form + blocked triangular solve) against scipy's
+    # Bartels-Stewart solver on a stable non-normal J with complex pairs, larger than a block
+    from scipy.linalg import solve_continuous_lyapunov
+
+    from koopnet._linalg import TRSYL_BLOCK
+    from koopnet._resilience_removal import lyapunov_matrix
+
+    N = 2 * TRSYL_BLOCK + 9
+    J = np.random.default_rng(3).normal(0.0, 0.8 / np.sqrt(N), (N, N)) - np.eye(N)
+    assert np.max(np.linalg.eigvals(J).real) < 0 and np.any(np.linalg.eigvals(J).imag != 0)
+    P = lyapunov_matrix(J)
+    ref = solve_continuous_lyapunov(J.T, -np.eye(N))
+    np.testing.assert_allclose(P, ref, rtol=0, atol=1e-10 * np.max(np.abs(ref)))
+    assert np.max(np.abs(J.T @ P + P @ J + np.eye(N))) < 1e-10

@@ -67,8 +67,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import lu_factor, lu_solve, schur
-from scipy.linalg.lapack import dgetrs, dtrsyl
+from scipy.linalg.lapack import dgetrs
 
+from ._linalg import trsyl_blocked
 from ._resilience_continuation import TippingStatus, _BRANCH_TOL, _cholesky_ok
 from ._resilience_removal import _Lyapunov
 from .activations import Activation
@@ -171,7 +172,7 @@ class _Inertia(_Lyapunov):
         self.k, self.beta = k, beta
         eps = np.finfo(float).eps
         Tb = T + beta * np.eye(N)
-        X = _trsyl_blocked(Tb, Tb, -np.eye(N))
+        X = trsyl_blocked(Tb, Tb, -np.eye(N))
         if X is None or not np.all(np.isfinite(X)):
             return
         H = Z @ X @ Z.T
@@ -189,52 +190,6 @@ class _Inertia(_Lyapunov):
         self.bank, self.d_ref = 0.0, None
         self.uses = 0
         self.ok = True
-
-
-#: blocks of the recursive Sylvester solver solved by LAPACK's dtrsyl
-_TRSYL_BLOCK = 64
-
-
-def _split_point(T, n):
-    """A block boundary near n / 2 that does not cut a 2x2 diagonal block of T."""
-    k = n // 2
-    if T[k, k - 1] != 0.0:
-        k += 1
-    return k if 0 < k < n else None
-
-
-def _trsyl_blocked(A, B, C):
-    """X with A^T X + X B = C for quasi-upper-triangular A, B (real Schur factors).
-
-    Recursive halving: the off-diagonal updates are matrix products (level-3 BLAS), the
-    blocks of at most ``_TRSYL_BLOCK`` rows and columns go to LAPACK's ``dtrsyl`` (level 2,
-    about 10x slower than a product per flop at N = 1000 when applied whole). None if a
-    block needs scaling against overflow (dtrsyl's scale < 1) or fails.
-    """
-    m, n = A.shape[0], B.shape[0]
-    if m <= _TRSYL_BLOCK and n <= _TRSYL_BLOCK:
-        try:
-            X, scale, info = dtrsyl(A, B, C, trana="T", tranb="N")
-        except ValueError:
-            return None
-        return X if info >= 0 and scale == 1.0 else None
-    if m >= n:
-        k = _split_point(A, m)
-        if k is None:
-            return None
-        X1 = _trsyl_blocked(A[:k, :k], B, C[:k])
-        if X1 is None:
-            return None
-        X2 = _trsyl_blocked(A[k:, k:], B, C[k:] - A[:k, k:].T @ X1)
-        return None if X2 is None else np.vstack([X1, X2])
-    k = _split_point(B, n)
-    if k is None:
-        return None
-    X1 = _trsyl_blocked(A, B[:k, :k], C[:, :k])
-    if X1 is None:
-        return None
-    X2 = _trsyl_blocked(A, B[k:, k:], C[:, k:] - X1 @ B[:k, k:])
-    return None if X2 is None else np.hstack([X1, X2])
 
 
 def _leading(ev):

@@ -102,7 +102,7 @@ class ResilienceSettings:
     robustness_tol: float = 1e-6
     """Bracket length in p below which a removal counts as destroying the state."""
     robustness_budget: int = 200
-    """Stability decisions by eigenvalues (in ``eigvals`` equivalents: a Lyapunov solve counts 4) per stable equilibrium, over its removal orders: once spent, no further order is started after the first two (robustness_n_orders records how many ran; the standard error is over those). Only near-marginal states need such decisions at many removals (a few per order elsewhere). 0: no budget."""
+    """Stability decisions by eigenvalues (in ``eigvals`` equivalents: a Lyapunov solve counts 2) per stable equilibrium, over its removal orders: once spent, no further order is started after the first two (robustness_n_orders records how many ran; the standard error is over those). Only near-marginal states need such decisions at many removals (a few per order elsewhere). 0: no budget."""
     robustness_method: str = "auto"
     """``chord``: chord Newton with Woodbury updates of one LU, O(N^2) per removal, stability mostly by an O(N) bound, and a contraction certificate (koopnet._resilience_removal); ``continuation``: the reference, a continuation with eigenvalues at every removal, O(N^3) per removal (faster below N ~ 30, where Python overhead dominates); ``auto``: chord from N = 32 on."""
     tipping_method: str = "auto"
