@@ -84,10 +84,12 @@ def test_open_groups_reads_what_xarray_reads(tmp_path):
                 "mode": [0, 1, 2]},
         attrs={"stage": "test", "n": 3})
     with_bool = plain.assign(flag=("network", np.array([True, False])))
+    # a coordinate on a dimension no data variable has: listed in the group's attributes
+    orphan = plain.assign_coords(extra=("other", [7, 8]))
     path = tmp_path / "groups.nc"
-    io.write_datasets({"plain": plain, "with_bool": with_bool}, path)
+    io.write_datasets({"plain": plain, "with_bool": with_bool, "orphan": orphan}, path)
     groups = io.open_groups(path)
-    assert list(groups) == ["plain", "with_bool"]
+    assert list(groups) == ["plain", "with_bool", "orphan"]
     import netCDF4
 
     with netCDF4.Dataset(path) as nc:  # the first is read by the fast path, the second is not
@@ -98,6 +100,7 @@ def test_open_groups_reads_what_xarray_reads(tmp_path):
         assert list(ds.variables) == list(ref.variables)
         assert all(ds[v].dtype == ref[v].dtype for v in ref.variables)
     xr.testing.assert_identical(groups["plain"], plain)  # and they are what was written
+    xr.testing.assert_identical(groups["orphan"], orphan)
 
 
 def test_no_first_call_imports_inside_the_stage_timer(tmp_path):

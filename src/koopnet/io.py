@@ -139,7 +139,8 @@ def _read_group(group) -> xr.Dataset | None:
 
     Plain: no attribute that xarray's CF decoding acts on (:data:`_DECODED_ATTRS`, units of
     time), numbers or variable-length strings. Coordinates are the variables named like their
-    one dimension and those listed in a ``coordinates`` attribute, as in xarray.
+    one dimension and those listed in a ``coordinates`` attribute of a variable or of the
+    group, as in xarray.
     """
     group.set_auto_maskandscale(False)
     variables, coords = {}, set()
@@ -156,8 +157,12 @@ def _read_group(group) -> xr.Dataset | None:
             data = data.astype(str)
         variables[name] = xr.Variable(var.dimensions, data, attrs)
     coords |= {name for name, var in variables.items() if var.dims == (name,)}
+    attrs = group.__dict__
+    listed = attrs.pop("coordinates", None)  # coordinates no variable lists (xarray writes them here)
+    if listed:
+        coords.update(listed.split())
     return xr.Dataset({n: v for n, v in variables.items() if n not in coords},
-                      coords={n: v for n, v in variables.items() if n in coords}, attrs=group.__dict__)
+                      coords={n: v for n, v in variables.items() if n in coords}, attrs=attrs)
 
 
 def open_dataset(path: str | os.PathLike, load: bool = True, group: str | None = None) -> xr.Dataset:
