@@ -937,9 +937,11 @@ def test_robustness_budget_stops_drawing_orders_where_decisions_are_spent():
                                    ResilienceSettings(robustness_orders=R, robustness_budget=1))
     full2 = structural_robustness(batch, [0], x, stable,
                                   ResilienceSettings(robustness_orders=2, robustness_budget=0))
-    full = structural_robustness(batch, [0], x, stable,
+    full = structural_robustness(batch, [0], eq.x_eq.values, stable,
                                  ResilienceSettings(robustness_orders=R, robustness_budget=0))
-    assert np.all(full[2][stable] == R) and np.all(full[2][~stable] == 0)
+    found = np.all(np.isfinite(eq.x_eq.values), axis=-1)
+    assert np.all(full[2][stable] == R) and np.any(found & ~stable)
+    assert np.all(full[2][found & ~stable] == 0) and np.all(full[2][~found] == -1)  # as padded
     assert np.all(capped[2][stable] == 2)
     np.testing.assert_array_equal(capped[0], full2[0])
     np.testing.assert_array_equal(capped[1], full2[1])

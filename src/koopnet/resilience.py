@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from ._flags import STABLE_TYPES, flag_attrs
+from ._padding import FILL_INT
 from ._random import stage_rng
 from ._resilience_continuation import (
     TippingStatus,
@@ -535,15 +536,16 @@ def structural_robustness(
         stable equilibrium or when ``robustness_orders`` is 0.
     n_orders : array of int, shape (B, E)
         Orders followed: ``robustness_orders``, fewer (at least 2) where the chord path
-        spent ``robustness_budget``; 0 where not a stable equilibrium.
+        spent ``robustness_budget``; 0 where not a stable equilibrium, -1 on padding.
     """
     s = settings or ResilienceSettings()
     B, E, N = x_eq.shape
     R = s.robustness_orders
     out = np.full((B, E), np.nan)
     se = np.full((B, E), np.nan)
-    n_orders = np.zeros((B, E), dtype=np.int64)
-    valid = np.all(np.isfinite(x_eq), axis=-1) & stable
+    real = np.all(np.isfinite(x_eq), axis=-1)
+    n_orders = np.where(real, 0, FILL_INT).astype(np.int64)  # -1 on padding, as collect pads
+    valid = real & stable
     if R == 0:
         return out, se, n_orders
     chord = s.robustness_method == "chord" or (s.robustness_method == "auto" and N >= AUTO_CHORD_UNITS)
@@ -821,7 +823,7 @@ def resilience_dataset(
         "tipping_status_down": (ne, st_down, flags("how the downward continuation ended")),
         "robustness_units": (ne, robust, {"long_name": "mean fraction of units removed in random order before the stable state is lost (NaN: not stable or padding)", "units": "1"}),
         "robustness_units_se": (ne, robust_se, {"long_name": "standard error of robustness_units over the random removal orders (NaN: one order, not stable or padding)", "units": "1"}),
-        "robustness_n_orders": (ne, robust_orders, {"long_name": "random removal orders followed for robustness_units (robustness_orders, or fewer but at least 2 where robustness_budget was spent; 0: not stable or padding)", "units": "1"}),
+        "robustness_n_orders": (ne, robust_orders, {"long_name": "random removal orders followed for robustness_units (robustness_orders, or fewer but at least 2 where robustness_budget was spent; 0: not stable; -1: padding)", "units": "1"}),
         "beta_eff": ("network", beta, {"long_name": "Gao-Barzel-Barabasi effective coupling sum s_in s_out / sum W (NaN: sum W = 0)", "units": "1"}),
         "theta_eff": ("network", theta_eff, {"long_name": "effective input sum s_out theta / sum s_out", "units": "state"}),
         "x_eff": (ne, x_eff, {"long_name": "effective state sum s_out x* / sum s_out of stable equilibria", "units": "state"}),
