@@ -970,3 +970,27 @@ def test_lyapunov_matrix_solves_the_lyapunov_equation():
     ref = solve_continuous_lyapunov(J.T, -np.eye(N))
     np.testing.assert_allclose(P, ref, rtol=0, atol=1e-10 * np.max(np.abs(ref)))
     assert np.max(np.abs(J.T @ P + P @ J + np.eye(N))) < 1e-10
+
+
+def test_budgeted_robustness_does_not_depend_on_the_batch():
+    # robustness_n_orders counts decisions, so a network's result must not depend on the
+    # networks beside it in the batch (job packing): a near-marginal network (chord path, a
+    # budget that stops its orders) alone and second in a batch of two, same seed
+    from koopnet.equilibria import equilibria_dataset
+
+    rng = np.random.default_rng(1000)
+    N, g = int(rng.integers(32, 49)), float(rng.uniform(3.6, 4.6))
+    W = rng.normal(0.0, g / np.sqrt(N), (1, N, N))
+    theta = -W.sum(axis=2) / 2 + rng.normal(0.0, 0.2, (1, N))
+    W2 = np.random.default_rng(5).normal(0.0, 3.0 / np.sqrt(N), (1, N, N))
+    s = ResilienceSettings(robustness_orders=4, robustness_budget=3, n_initial_conditions=20)
+    alone = NetworkBatch(W, theta, "logistic")
+    pair = NetworkBatch(np.concatenate([W2, W]), np.concatenate([-W2.sum(axis=2) / 2, theta]),
+                        "logistic")
+    r1 = resilience_dataset(alone, [0], s, equilibria_dataset(alone, [0]))
+    r2 = resilience_dataset(pair, [7, 0], s, equilibria_dataset(pair, [7, 0]))
+    E = r1.sizes["equilibrium"]
+    n = r1.robustness_n_orders.values[0]
+    assert np.any((n >= 2) & (n < 4))  # the budget stopped some orders
+    for name in ("robustness_units", "robustness_units_se", "robustness_n_orders"):
+        np.testing.assert_array_equal(r1[name].values[0], r2[name].values[1, :E])
