@@ -319,13 +319,16 @@ def continue_removal(W, theta, act, x0, j, opts, stable_at) -> tuple[bool, np.nd
     f = factor(x, 0.0)
     if f is None:
         return False, x
-    # accepted points (x, p, dx/dp, the step that reached it); path[:verified] are stable
-    path = [(x, 0.0, tangent(f, x), 0.0)]
+    # accepted points (x, p, dx/dp, the step and the attempt that reached it); path[:verified]
+    # are stable
+    path = [(x, 0.0, tangent(f, x), 0.0, -1)]
     verified = 1
     step, rejected_before = float(opts["initial_step"]), False
     with np.errstate(all="ignore"):
-        for _ in range(opts["max_iter"]):
-            x, p, v, _ = path[-1]
+        attempt = 0
+        while attempt < opts["max_iter"]:
+            attempt += 1
+            x, p, v, _, _ = path[-1]
             p_try = min(p + step, 1.0)
             x_pred = x + (p_try - p) * v
             xn, conv = newton(x_pred, p_try)
@@ -336,7 +339,7 @@ def continue_removal(W, theta, act, x0, j, opts, stable_at) -> tuple[bool, np.nd
                 if corr <= 0.5 * move + 1e-9 * (1.0 + np.max(np.abs(x))):
                     fn = factor(xn, p_try)
             if fn is not None and fn[2] == stable_sign:
-                path.append((xn, p_try, tangent(fn, xn), step))
+                path.append((xn, p_try, tangent(fn, xn), step, attempt))
                 if p_try < 1.0:
                     if not rejected_before:
                         step = min(step * 1.5, float(opts["max_step"]))
@@ -348,7 +351,8 @@ def continue_removal(W, theta, act, x0, j, opts, stable_at) -> tuple[bool, np.nd
                             if not stable_at(*path[k][:2])), None)
                 if bad is None:
                     return True, xn
-                step = path[bad][3]  # the reference rejected this step
+                # the reference rejected this step: its attempts so far end there
+                step, attempt = path[bad][3], path[bad][4]
                 del path[bad:]
                 verified = bad
             # rejected: halve the step; a short enough bracket ends the branch

@@ -102,8 +102,8 @@ class ResilienceSettings:
     """First step of the removal homotopy p in [0, 1] (a unit's output scaled by 1 - p); halved on failure."""
     robustness_tol: float = 1e-6
     """Bracket length in p below which a removal counts as destroying the state."""
-    robustness_budget: int = 200
-    """Stability decisions by eigenvalues (in ``eigvals`` equivalents: a Lyapunov solve counts 2) per stable equilibrium, over its removal orders: once spent, no further order is started after the first two (robustness_n_orders records how many ran; the standard error is over those). Only near-marginal states need such decisions at many removals (a few per order elsewhere). 0: no budget."""
+    robustness_budget: int = 0
+    """A cost bound for near-marginal states, which need an eigenvalue decision at many removals: stability decisions by eigenvalues (in eigvals equivalents: a Lyapunov solve counts 2) per stable equilibrium over its removal orders; once spent, no order after the first two is started (chord path only; robustness_n_orders records how many ran). The stop depends on the work of the orders already followed, which grows with how long a state survives, so where it stops robustness_units is biased upward and robustness_units_se (which assumes a fixed number of orders) understates the error. 0 (default): every order."""
     robustness_method: str = "auto"
     """``chord``: chord Newton with Woodbury updates of one LU, O(N^2) per removal, stability mostly by an O(N) bound, and a contraction certificate (koopnet._resilience_removal); ``continuation``: the reference, a continuation with eigenvalues at every removal, O(N^3) per removal (faster below N ~ 30, where Python overhead dominates); ``auto``: chord from N = 32 on."""
     tipping_method: str = "auto"
@@ -536,7 +536,8 @@ def structural_robustness(
         stable equilibrium or when ``robustness_orders`` is 0.
     n_orders : array of int, shape (B, E)
         Orders followed: ``robustness_orders``, fewer (at least 2) where the chord path
-        spent ``robustness_budget``; 0 where not a stable equilibrium, -1 on padding.
+        spent ``robustness_budget`` (then biased, see ResilienceSettings); 0 where not a stable
+        equilibrium or ``robustness_orders`` is 0, -1 on padding.
     """
     s = settings or ResilienceSettings()
     B, E, N = x_eq.shape
@@ -573,7 +574,7 @@ def structural_robustness(
                     survived[i, r] = removal_sequence_survival(Wb, thb, batch.activation, x_eq[b, e],
                                                                orders[r], wn, react[b, e], opts, shared)
                     if s.robustness_budget and r >= 1 and shared.get("work", 0) >= s.robustness_budget:
-                        break  # orders are independent draws: fewer of them, a larger se
+                        break  # a cost bound: this stop depends on the orders' outcomes
         else:
             survived = _removal_continuation(Wb, thb, batch.activation, x_eq[b, es], orders,
                                              opts).reshape(es.size, R)
@@ -823,7 +824,7 @@ def resilience_dataset(
         "tipping_status_down": (ne, st_down, flags("how the downward continuation ended")),
         "robustness_units": (ne, robust, {"long_name": "mean fraction of units removed in random order before the stable state is lost (NaN: not stable or padding)", "units": "1"}),
         "robustness_units_se": (ne, robust_se, {"long_name": "standard error of robustness_units over the random removal orders (NaN: one order, not stable or padding)", "units": "1"}),
-        "robustness_n_orders": (ne, robust_orders, {"long_name": "random removal orders followed for robustness_units (robustness_orders, or fewer but at least 2 where robustness_budget was spent; 0: not stable; -1: padding)", "units": "1"}),
+        "robustness_n_orders": (ne, robust_orders, {"long_name": "random removal orders followed for robustness_units (robustness_orders, or fewer but at least 2 where robustness_budget was spent, which biases robustness_units; 0: not stable or no orders; -1: padding)", "units": "1"}),
         "beta_eff": ("network", beta, {"long_name": "Gao-Barzel-Barabasi effective coupling sum s_in s_out / sum W (NaN: sum W = 0)", "units": "1"}),
         "theta_eff": ("network", theta_eff, {"long_name": "effective input sum s_out theta / sum s_out", "units": "state"}),
         "x_eff": (ne, x_eff, {"long_name": "effective state sum s_out x* / sum s_out of stable equilibria", "units": "state"}),
