@@ -994,3 +994,21 @@ def test_budgeted_robustness_does_not_depend_on_the_batch():
     assert np.any((n >= 2) & (n < 4))  # the budget stopped some orders
     for name in ("robustness_units", "robustness_units_se", "robustness_n_orders"):
         np.testing.assert_array_equal(r1[name].values[0], r2[name].values[1, :E])
+
+
+def test_lu_det_sign_is_the_sign_of_the_determinant():
+    # the fold test of both continuations reads sign(det J) off one LU: against numpy's det
+    # (an independent LU with its own pivoting) on random matrices of either sign; singular
+    # and non-finite matrices give None
+    from koopnet._linalg import lu_det_sign
+
+    rng = np.random.default_rng(11)
+    signs = []
+    for n in range(1, 12):
+        for _ in range(20):
+            A = rng.normal(size=(n, n))
+            signs.append(lu_det_sign(A)[2])
+            assert signs[-1] == np.sign(np.linalg.det(A))
+    assert {-1.0, 1.0} <= set(signs)
+    assert lu_det_sign(np.zeros((3, 3))) is None
+    assert lu_det_sign(np.full((2, 2), np.nan)) is None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg.lapack import dtrsyl
+from scipy.linalg.lapack import dgetrf, dtrsyl
 
-__all__ = ["sort_eigenvalues", "trsyl_blocked", "TRSYL_BLOCK"]
+__all__ = ["sort_eigenvalues", "trsyl_blocked", "TRSYL_BLOCK", "lu_det_sign", "lyapunov_from_schur"]
 
 
 def sort_eigenvalues(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -67,3 +67,29 @@ def trsyl_blocked(A, B, C):
         return None
     X2 = trsyl_blocked(A, B[k:, k:], C[:, k:] - X1 @ B[:k, k:])
     return None if X2 is None else np.hstack([X1, X2])
+
+
+def lu_det_sign(J: np.ndarray):
+    """LU factors of J (LAPACK getrf: lu, 0-based pivots) and sign(det J) = (-1)^(row swaps)
+    prod sign(u_ii); None where J is not finite or exactly singular."""
+    if not np.all(np.isfinite(J)):
+        return None
+    lu, piv, info = dgetrf(J)
+    u = np.diag(lu)
+    if info != 0 or not np.all(np.isfinite(u)):
+        return None
+    swaps = np.count_nonzero(piv != np.arange(piv.size))
+    return lu, piv, (-1.0) ** (swaps + np.count_nonzero(u < 0))
+
+
+def lyapunov_from_schur(T: np.ndarray, Z: np.ndarray, beta: float = 0.0):
+    """H with A^T H + H A = -I for A = J + beta I, from the real Schur form J = Z T Z^T
+    (T^T X + X T = -I shifted, by :func:`trsyl_blocked`; H = Z X Z^T, symmetrised); None
+    where a block of the triangular solve would need scaling."""
+    N = T.shape[0]
+    Tb = T + beta * np.eye(N) if beta else T
+    X = trsyl_blocked(Tb, Tb, -np.eye(N))
+    if X is None or not np.all(np.isfinite(X)):
+        return None
+    H = Z @ X @ Z.T
+    return 0.5 * (H + H.T)

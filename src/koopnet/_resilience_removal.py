@@ -55,9 +55,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import lu_factor, schur, solve_continuous_lyapunov
-from scipy.linalg.lapack import dgetrf, dgetrs
+from scipy.linalg.lapack import dgetrs
 
-from ._linalg import trsyl_blocked
+from ._linalg import lu_det_sign, lyapunov_from_schur
 from ._resilience_continuation import _cholesky_ok, _leading_eigenvalue
 from .activations import Activation
 
@@ -187,15 +187,12 @@ class _Lyapunov:
 
 
 def lyapunov_matrix(J: np.ndarray) -> np.ndarray:
-    """P with J^T P + P J = -I, from the real Schur form J = Z T Z^T: T^T X + X T = -I by the
-    blocked triangular solver (:func:`koopnet._linalg.trsyl_blocked`), P = Z X Z^T; about 3x
-    faster than ``scipy.linalg.solve_continuous_lyapunov`` at N = 1000, which remains the
-    fallback where a block would need scaling."""
-    T, Z = schur(J, output="real")
-    X = trsyl_blocked(T, T, -np.eye(J.shape[0]))
-    if X is None:
-        return solve_continuous_lyapunov(J.T, -np.eye(J.shape[0]))
-    return Z @ X @ Z.T
+    """P with J^T P + P J = -I, from the real Schur form of J
+    (:func:`koopnet._linalg.lyapunov_from_schur`); about 2.5x faster than
+    ``scipy.linalg.solve_continuous_lyapunov`` at N = 1000, which remains the fallback where a
+    block would need scaling."""
+    P = lyapunov_from_schur(*schur(J, output="real"))
+    return solve_continuous_lyapunov(J.T, -np.eye(J.shape[0])) if P is None else P
 
 
 def _chord_step(chord, field, x, before, after, j, tol, max_iter):
@@ -223,18 +220,6 @@ def _chord_step(chord, field, x, before, after, j, tol, max_iter):
             return False, xn, x_pred
         res = res_new
     return bool(res < tol), xn, x_pred
-
-
-def _factor(J):
-    """LU factors of J and sign(det J), or None where J is singular or not finite."""
-    if not np.all(np.isfinite(J)):
-        return None
-    lu, piv, info = dgetrf(J)
-    if info != 0:
-        return None
-    swaps = np.count_nonzero(piv != np.arange(piv.size))
-    sign = np.prod(np.sign(np.diag(lu))) * (-1.0) ** swaps
-    return lu, piv, sign
 
 
 def _lu_apply(f, b):
@@ -295,7 +280,7 @@ def continue_removal(W, theta, act, x0, j, opts, stable_at) -> tuple[bool, np.nd
         J = W * act.dsigma(x)[None, :]
         J[:, j] -= p * act.dsigma(x[j]) * col
         J.flat[:: n + 1] -= 1.0
-        return _factor(J)
+        return lu_det_sign(J)
 
     def tangent(f, x):  # dx/dp = -J^-1 dF/dp
         return _lu_apply(f, act.sigma(x[j]) * col)

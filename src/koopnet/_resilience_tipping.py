@@ -69,7 +69,7 @@ import numpy as np
 from scipy.linalg import lu_factor, lu_solve, schur
 from scipy.linalg.lapack import dgetrs
 
-from ._linalg import trsyl_blocked
+from ._linalg import lu_det_sign, lyapunov_from_schur
 from ._resilience_continuation import TippingStatus, _BRANCH_TOL, _cholesky_ok
 from ._resilience_removal import _Lyapunov
 from .activations import Activation
@@ -119,15 +119,11 @@ class _Factor:
         _count("lu")
         self.x_ref = x.copy()
         J = self.jacobian(x)
-        self.ok = bool(np.all(np.isfinite(J)))
+        f = lu_det_sign(J)
+        self.ok = f is not None
         self.det_sign = 0
         if self.ok:
-            self.lu, self.piv = lu_factor(J, check_finite=False)
-            u = np.diag(self.lu)
-            self.ok = bool(np.all(u != 0) and np.all(np.isfinite(u)))
-            if self.ok:  # det J = (-1)^(row swaps) prod u_ii
-                swaps = np.count_nonzero(self.piv != np.arange(x.size))
-                self.det_sign = (-1) ** (swaps + np.count_nonzero(u < 0))
+            self.lu, self.piv, self.det_sign = f
         return self.ok
 
     def is_at(self, x):
@@ -171,12 +167,9 @@ class _Inertia(_Lyapunov):
         self.ok = False
         self.k, self.beta = k, beta
         eps = np.finfo(float).eps
-        Tb = T + beta * np.eye(N)
-        X = trsyl_blocked(Tb, Tb, -np.eye(N))
-        if X is None or not np.all(np.isfinite(X)):
+        H = lyapunov_from_schur(T, Z, beta)
+        if H is None:
             return
-        H = Z @ X @ Z.T
-        H = 0.5 * (H + H.T)
         ev = np.linalg.eigvalsh(H)  # its inertia, exactly: every eigenvalue clear of round-off
         if not np.all(np.abs(ev) > 8.0 * N * eps * np.max(np.abs(ev))):
             return
