@@ -21,36 +21,21 @@ Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import pickle
 import time
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from _cases import workflow_network
+
 import koopnet._resilience_continuation as continuation
 import koopnet._resilience_removal as removal
 from koopnet._flags import STABLE_TYPES
-from koopnet.equilibria import equilibria_dataset
 from koopnet.resilience import ResilienceSettings, structural_robustness
-from koopnet.sweep import build_networks, expand_sweep
-
-CONFIG_SEED = 20261129  # config/scale.yaml's
 
 
-def network(N: int, g: float, seed: int, cache: Path):
-    """Network ``seed`` of scale.yaml's grid point (N, g) and its equilibria (cached)."""
-    path = cache / f"scale_N{N}_g{g}_s{seed}.pkl"
-    if path.exists():
-        return pickle.loads(path.read_bytes())
-    sweep = {"ensemble": "gaussian", "activation": "logistic", "theta_mode": "centered", "N": N,
-             "params": {"g": g}, "seeds": max(2, seed + 1), "seeds_per_job": 1}
-    (point,) = expand_sweep("scale", sweep)
-    batch, seeds = build_networks(point, [seed], CONFIG_SEED)
-    eq = equilibria_dataset(batch, seeds)
-    cache.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps((batch, seeds, eq)))
-    return batch, seeds, eq
+
 
 
 def counted(method: str, batch, seeds, x, stable, orders: int, budget: int):
@@ -96,7 +81,7 @@ def main() -> None:
         for case in args.cases:
             n, g, s = case.split(":")
             N, g, s = int(n), float(g), int(s)
-            batch, seeds, eq = network(N, g, s, args.cache)
+            batch, seeds, eq = workflow_network(N, g, s, args.cache)
             stable = np.isin(eq.eq_type.values, list(STABLE_TYPES))
             x = np.where(stable[..., None], eq.x_eq.values, np.nan)
             ev = eq.jacobian_eigenvalues.values[stable]

@@ -19,34 +19,18 @@ Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import os
-import pickle
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-CONFIG_SEED = 20261129  # config/config.yaml's
+from _cases import workflow_network
+
 
 
 def case(N: int, g: float, seed: int, cache: str):
     """(batch, seeds, equilibria dataset) of one workflow network, cached."""
-    from koopnet.equilibria import equilibria_dataset
-    from koopnet.sweep import build_networks, expand_sweep
-
-    path = os.path.join(cache, f"case_N{N}_g{g}_s{seed}.pkl")
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    sweep = {"ensemble": "gaussian", "activation": "logistic", "theta_mode": "centered", "N": N,
-             "params": {"g": g}}
-    (point,) = expand_sweep("bench", sweep)
-    batch, seeds = build_networks(point, [seed], CONFIG_SEED)
-    eq = equilibria_dataset(batch, seeds)
-    os.makedirs(cache, exist_ok=True)
-    with open(path, "wb") as f:
-        pickle.dump((batch, seeds, eq), f)
-    return batch, seeds, eq
+    return workflow_network(N, g, seed, cache)
 
 
 def run(N: int, g: float, seed: int, cache: str) -> dict:
